@@ -1,0 +1,34 @@
+# `make demo` and `make test` set everything up on a fresh machine (venv included), then run.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+DEMO    ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-slow bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job: the 11-alpha x 3-seed grid on swiss_roll, packed into one CPU process, then its report.
+demo: $(STAMP)
+	$(VENV)/bin/mfsweep-train -m experiment=demo hydra.sweep.dir=$(DEMO)
+	$(VENV)/bin/mfsweep-report $(DEMO)
+
+# The whole test suite (slow-marked tests excluded; `make test-slow` runs them).
+test: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/step_cost.py
+
+clean:
+	rm -rf $(DEMO) runs multirun outputs .pytest_cache

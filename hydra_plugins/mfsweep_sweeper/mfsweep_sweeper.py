@@ -1,0 +1,45 @@
+"""Hydra's basic sweeper, plus packed mode.
+
+With `sweep.mode=packed`, a multirun sweep over one of `sweep.packed_keys` (alpha.value, seed) is not
+expanded into jobs but handed to each job as one list (`alpha.value=[0.0,0.1,...]`), so one process trains
+every alpha x seed cell of, say, one dataset (DESIGN.md, "Execution modes"). The command line and the
+sweep files are the same in both modes; other swept keys (dataset, dim) still make one job each.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+
+
+@dataclass
+class MfsweepSweeperConf:
+    _target_: str = "hydra_plugins.mfsweep_sweeper.mfsweep_sweeper.MfsweepSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="mfsweep", node=MfsweepSweeperConf, provider="mfsweep")
+
+
+def pack(overrides: List[Override], keys: List[str], parser: OverridesParser) -> List[Override]:
+    """Replace each discrete sweep over one of `keys` by a single list-valued override."""
+    packed = []
+    for o in overrides:
+        if o.is_discrete_sweep() and o.get_key_element() in keys:
+            values = ",".join(str(v) for v in o.sweep_string_iterator())
+            o = parser.parse_override(f"{o.get_key_element()}=[{values}]")
+        packed.append(o)
+    return packed
+
+
+class MfsweepSweeper(BasicSweeper):
+    def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> Any:  # type: ignore[override]
+        sweep_cfg = self.config.get("sweep", {}) if self.config is not None else {}
+        if sweep_cfg.get("mode", "per_run") == "packed":
+            parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+            overrides = pack(overrides, list(sweep_cfg.get("packed_keys", [])), parser)
+        return BasicSweeper.split_arguments(overrides, max_batch_size)

@@ -1,0 +1,240 @@
+"""The MeanFlow LightningModule shared by every task.
+
+It trains `E >= 1` members at once, one alpha each, with the paper's loss from `mfsweep.method`:
+tangent mixing with a proxy (METHOD.md 3), adaptive weighting and the flow-matching anchor. A task
+subclass supplies the batches (`draw_batch`), how one value per member broadcasts against a batch
+(`member_view`), and the evaluation. Members never interact: each has its own parameters (stacked),
+optimizer state (elementwise), gradient clipping, EMA and divergence flag, so member i trains exactly as a
+single run of cell i would.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import lightning as L
+import torch
+
+from mfsweep.method.ema import ema_update
+from mfsweep.method.loss import flow_matching_anchor, meanflow_loss
+from mfsweep.method.tangent import boundary_r, mix_tangent
+
+PROXIES = ("conditional", "ema", "oracle")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    adaptive_p: float = 1.0
+    adaptive_eps: float = 1e-3
+    anchor_weight: float = 0.0
+    offset: float = 0.02
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_ema_decay: float = 0.999
+    proxy_ema_decay: float = 0.99
+
+
+@dataclass
+class Batch:
+    """`x` data, `e` noise, `t >= r` times (one per sample); `y` labels where the task has them."""
+
+    x: torch.Tensor
+    e: torch.Tensor
+    t: torch.Tensor
+    r: torch.Tensor
+    y: torch.Tensor | None = None
+
+
+def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    twin = copy.deepcopy(model)
+    twin.requires_grad_(False)
+    return twin
+
+
+@torch.no_grad()
+def clip_grad_norm_per_member(params: list[torch.nn.Parameter], max_norm: float, n_members: int | None) -> torch.Tensor:
+    """Clip each member's gradient (all its parameters together) to `max_norm`; returns the norms before
+    clipping, one per member. `n_members=None` means unstacked parameters (one member)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if n_members is None:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm).reshape(1)
+    sq = sum(g.reshape(n_members, -1).pow(2).sum(1) for g in grads)
+    norms = sq.sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+    return norms
+
+
+class MeanFlowModule(L.LightningModule):
+    """MeanFlow training of E members; subclasses are the tasks (toy, dgmm, latent DiT)."""
+
+    task_name = "meanflow"
+    sample_ndim = 1
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        alphas: list[float],
+        *,
+        proxy: str,
+        loss: LossConfig,
+        optim: OptimConfig,
+        oracle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        log_every: int = 50,
+    ):
+        super().__init__()
+        if proxy not in PROXIES:
+            raise ValueError(f"tangent.name must be one of {PROXIES}, got {proxy!r}")
+        if proxy == "oracle" and oracle is None:
+            raise ValueError("tangent=oracle needs a dataset with an exact marginal velocity")
+        self.model = model
+        self.ema = _frozen_copy(model)
+        self.proxy_model = _frozen_copy(model) if proxy == "ema" else None
+        self.proxy, self.oracle = proxy, oracle
+        self.loss_cfg, self.optim_cfg, self.log_every = loss, optim, log_every
+        self.n_members = len(alphas)
+        self.register_buffer("alphas", torch.tensor(alphas, dtype=torch.float32))
+        self.register_buffer("alive", torch.ones(self.n_members, dtype=torch.bool))
+        self.diverged_step: list[int | None] = [None] * self.n_members
+        self.history: list[list[dict[str, float]]] = [[] for _ in alphas]
+        self.pending: list[tuple[int, list[dict[str, float]]]] = []
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+
+    # --- task hooks -------------------------------------------------------------------------------
+    def draw_batch(self) -> Batch:
+        raise NotImplementedError
+
+    def member_view(self, values: torch.Tensor) -> torch.Tensor:
+        """One value per member, shaped to broadcast against a batch `(E, B, *sample)`."""
+        return values.view(-1, *([1] * (1 + self.sample_ndim)))
+
+    def per_member(self, values: torch.Tensor) -> torch.Tensor:
+        """A batch-reduced quantity as one value per member, `(E,)`."""
+        return values.reshape(self.n_members)
+
+    def u_fn(self, model: torch.nn.Module, batch: Batch) -> Callable[..., torch.Tensor]:
+        """`u(z, r, t)` of `model` for this batch (a task with labels binds them here)."""
+        return model
+
+    def jvp_fn(self, batch: Batch) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+        return self.model.jvp
+
+    def conditional_velocity(self, batch: Batch, z: torch.Tensor) -> torch.Tensor:
+        """`v_c = e - x` (METHOD.md 1); a guided task replaces it with its guided field."""
+        return batch.e - batch.x
+
+    def stream_state(self) -> Any:
+        return None
+
+    def load_stream_state(self, state: Any) -> None:
+        pass
+
+    # --- the method -------------------------------------------------------------------------------
+    def _bcast_time(self, time: torch.Tensor) -> torch.Tensor:
+        return time.reshape(time.shape + (1,) * self.sample_ndim)
+
+    def proxy_velocity(self, batch: Batch, z: torch.Tensor) -> torch.Tensor | None:
+        """The deterministic proxy `u_bar(z_t, t)` of METHOD.md 3, or None for the conditional tangent."""
+        if self.proxy == "conditional":
+            return None
+        if self.proxy == "oracle":
+            return self.oracle(z, batch.t)
+        with torch.no_grad():
+            return self.u_fn(self.proxy_model, batch)(z, boundary_r(batch.t, self.loss_cfg.offset), batch.t)
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per-member losses for one batch: `mf` (as trained, weighted), `mse` (unweighted), `anchor`, `total`."""
+        t = self._bcast_time(batch.t)
+        z = (1 - t) * batch.x + t * batch.e
+        v_c = self.conditional_velocity(batch, z)
+        v_tan = mix_tangent(v_c, self.proxy_velocity(batch, z), self.member_view(self.alphas))
+        cfg = self.loss_cfg
+        terms = meanflow_loss(
+            self.jvp_fn(batch), z, batch.r, batch.t, v_c, v_tan,
+            p=cfg.adaptive_p, eps=cfg.adaptive_eps, sample_ndim=self.sample_ndim,
+        )
+        out = {"mf": self.per_member(terms.weighted()), "mse": self.per_member(terms.mse())}
+        out["total"] = out["mf"]
+        if cfg.anchor_weight > 0:
+            anchor = flow_matching_anchor(
+                self.u_fn(self.model, batch), z, batch.t, v_c, cfg.offset, sample_ndim=self.sample_ndim
+            )
+            out["anchor"] = self.per_member(anchor.mean(-1))
+            out["total"] = out["mf"] + cfg.anchor_weight * out["anchor"]
+        return out
+
+    # --- Lightning --------------------------------------------------------------------------------
+    def training_step(self, _batch: Any, _idx: int) -> torch.Tensor:
+        losses = self.losses(self.draw_batch())
+        total = losses["total"]
+        finite = torch.isfinite(total.detach())
+        step = self.global_step + 1
+        for i in torch.nonzero(self.alive & ~finite).flatten().tolist():
+            self.diverged_step[i] = step
+        self.alive &= finite
+        if not bool(self.alive.any()):
+            self.trainer.should_stop = True
+        self._accumulate({f"train/loss_{k}" if k != "mf" else "train/loss_weighted": v for k, v in losses.items()})
+        # A diverged member's loss is masked out; members never share gradients, so the others go on.
+        return torch.where(self.alive, total, torch.zeros_like(total)).sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        o = self.optim_cfg
+        # Adam(W) is elementwise, so on stacked parameters it is E independent optimizers.
+        return torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.optim_cfg.grad_clip > 0:
+            stacked = self.n_members if getattr(self.model, "n_members", None) else None
+            norms = clip_grad_norm_per_member(list(self.model.parameters()), self.optim_cfg.grad_clip, stacked)
+            self._accumulate({"train/grad_norm": norms})
+
+    def on_train_batch_end(self, *_: Any) -> None:
+        ema_update(list(self.ema.parameters()), list(self.model.parameters()), self.optim_cfg.eval_ema_decay)
+        if self.proxy_model is not None:
+            ema_update(list(self.proxy_model.parameters()), list(self.model.parameters()), self.optim_cfg.proxy_ema_decay)
+        if self.global_step % self.log_every == 0 or self.global_step == self.trainer.max_steps:
+            self._flush(self.global_step)
+
+    # --- history ----------------------------------------------------------------------------------
+    def _accumulate(self, values: dict[str, torch.Tensor]) -> None:
+        for k, v in values.items():
+            v = v.detach().reshape(self.n_members)
+            self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
+        self._count += int("train/loss_total" in values)
+
+    def log_member_values(self, step: int, values: dict[str, torch.Tensor]) -> None:
+        """Append one-off per-member values (diagnostics) to the history at `step`."""
+        rows = [{"step": step} | {k: float(v[i]) for k, v in values.items()} for i in range(self.n_members)]
+        for i, row in enumerate(rows):
+            self.history[i].append(row)
+        self.pending.append((step, rows))
+
+    def _flush(self, step: int) -> None:
+        if not self._count:
+            return
+        counts = {k: self._count for k in self._sums}
+        means = {k: s / counts[k] for k, s in self._sums.items()}
+        self._sums, self._count = {}, 0
+        self.log_member_values(step, means)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mfsweep"] = {
+            "streams": self.stream_state(), "history": self.history, "diverged_step": self.diverged_step,
+            "sums": self._sums, "count": self._count,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["mfsweep"]
+        self.load_stream_state(state["streams"])
+        self.history, self.diverged_step = state["history"], state["diverged_step"]
+        self._sums, self._count = state["sums"], state["count"]

@@ -1,0 +1,35 @@
+"""Shared fixtures: in-process config composition and one tiny packed sweep reused across tests."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from mfsweep.cli.train import CONF_DIR, train
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+# Small enough to train in seconds; still the real config tree, task, trainer and records.
+TINY = [
+    "trainer.max_steps=40", "trainer.batch_size=64", "trainer.log_every=10", "trainer.progress=false",
+    "model.width=32", "eval.n_samples=400", "eval.n_projections=50", "logger=csv",
+]
+
+
+def compose_cfg(*overrides: str) -> DictConfig:
+    """The composed config for `overrides`, exactly as `mfsweep-train` would build it (no hydra node)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> Path:
+    """A 3-alpha x 2-seed packed sweep on swiss_roll with the EMA tangent, trained once per session."""
+    root = tmp_path_factory.mktemp("tiny_sweep")
+    cfg = compose_cfg(*TINY, "tangent=ema", "alpha.value=[0.0,0.5,1.0]", "seed=[0,1]")
+    train(cfg, root, "dataset=swiss_roll")
+    return root
