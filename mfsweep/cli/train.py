@@ -6,7 +6,9 @@
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import signal
 import time
 import traceback
 import warnings
@@ -15,42 +17,26 @@ from typing import Any
 
 import hydra
 import lightning as L
+import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.cli.validate import as_list, validate
-from mfsweep.data import make_vector_dataset
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_npz_atomic
 from mfsweep.sweep.cells import Cell, context_name, needs_training, plan_cells
 from mfsweep.sweep.plots import scatter_samples
 from mfsweep.sweep.record import HISTORY, SAMPLES, make_record, write_record
-from mfsweep.tasks.meanflow import LossConfig, OptimConfig
+from mfsweep.tasks import task_class
+from mfsweep.tasks.checkpointing import LastCheckpoint
+from mfsweep.tasks.meanflow import CellEval, MeanFlowModule
 from mfsweep.tasks.progress import StepProgress
 from mfsweep.tasks.tracking import CellTracking
-from mfsweep.tasks.vector import GaussianMixtureTask, VectorTask
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 log = logging.getLogger("mfsweep")
-
-
-def build_task(cfg: DictConfig, cells: list[Cell]) -> VectorTask:
-    data_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.dataset).items() if k not in ("name", "task")}
-    dataset = make_vector_dataset(cfg.dataset.name, **(data_kwargs if cfg.dataset.name == "dgmm" else {}))
-    task_cls = GaussianMixtureTask if cfg.dataset.task == "dgmm" else VectorTask
-    tr = cfg.trainer
-    return task_cls(
-        dataset, [c.alpha for c in cells], [c.seed for c in cells],
-        width=cfg.model.width, depth=cfg.model.depth, batch_size=tr.batch_size,
-        time_cfg=OmegaConf.to_container(cfg.time), proxy=cfg.tangent.name, log_every=tr.log_every,
-        loss=LossConfig(**OmegaConf.to_container(cfg.loss)),
-        optim=OptimConfig(
-            lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
-            eval_ema_decay=tr.ema_decay, proxy_ema_decay=cfg.tangent.get("ema_decay", 0.0),
-        ),
-    )
 
 
 def cell_config(cfg: DictConfig, cell: Cell) -> dict[str, Any]:
@@ -65,15 +51,23 @@ def _flat(cfg: DictConfig, cell: Cell, task: str) -> dict[str, Any]:
             "dim": cfg.dataset.dim, "model": cfg.model.name, "task": task, "cfg": cell_config(cfg, cell)}
 
 
-def _tail_mean(rows: list[dict[str, float]], key: str, fraction: float = 0.1) -> float | None:
+def _tail_mean(rows: list[dict[str, float]], key: str, fraction: float) -> float | None:
+    """Mean of `key` over the last `fraction` of the rows that hold it (at least one row)."""
     values = [r[key] for r in rows if key in r]
     if not values:
         return None
-    return float(np.mean(values[-max(1, int(len(values) * fraction)):]))
+    return float(np.mean(values[-max(1, int(round(len(values) * fraction))):]))
+
+
+def checkpoint_path(root: Path, context: str, cells: list[Cell]) -> Path:
+    """One checkpoint per job, named by the cells it trains, so the same command finds it again."""
+    key = hashlib.sha1(",".join(c.name for c in cells).encode()).hexdigest()[:12]
+    return (Path(root) / context if context else Path(root)) / "checkpoints" / key / "last.ckpt"
 
 
 def train(cfg: DictConfig, root: Path, context: str = "") -> list[dict[str, Any]]:
-    """Train the cells of one job under `root/context` and return their records."""
+    """Train the cells of one job under `root/context` and return their records (resuming from the job's
+    last checkpoint when one exists)."""
     _quiet()
     validate(cfg)
     cells = plan_cells(root, context, as_list(cfg.alpha.value), as_list(cfg.seed))
@@ -83,12 +77,15 @@ def train(cfg: DictConfig, root: Path, context: str = "") -> list[dict[str, Any]
             log.info("skip %s: already recorded (sweep.rerun=%s)", c.dir, cfg.sweep.rerun)
     if not todo:
         return []
-    task = build_task(cfg, todo)
+    task = task_class(cfg.dataset.task).from_config(cfg, [c.alpha for c in todo], [c.seed for c in todo])
     group = cfg.sweep.name or "-".join(Path(root).resolve().parts[-2:])
     tracking = CellTracking([c.dir for c in todo], [_flat(cfg, c, task.task_name) for c in todo],
                             OmegaConf.to_container(cfg.logger), group=group, job_type=task.task_name)
+    ckpt = checkpoint_path(root, context, todo)
     label = f"{cfg.dataset.name} x{len(todo)}" if len(todo) > 1 else todo[0].name
-    callbacks: list[L.Callback] = [tracking] + ([StepProgress(label)] if cfg.trainer.progress else [])
+    callbacks: list[L.Callback] = [tracking, LastCheckpoint(ckpt, cfg.trainer.checkpoint_every)]
+    if cfg.trainer.progress:
+        callbacks.append(StepProgress(label))
     trainer = L.Trainer(
         max_steps=cfg.trainer.max_steps, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -96,58 +93,71 @@ def train(cfg: DictConfig, root: Path, context: str = "") -> list[dict[str, Any]
     )
     for c in todo:
         write_bytes_atomic(c.dir / "config.yaml", OmegaConf.to_yaml(cell_config(cfg, c)).encode())
+    if ckpt.exists():
+        log.info("resuming from %s", ckpt)
     start = time.perf_counter()
     try:
-        trainer.fit(task)
-        results = task.evaluate(cfg.eval.n_samples, cfg.eval.n_projections, cfg.eval.projection_seed, cfg.eval.n_steps)
+        trainer.fit(task, ckpt_path=ckpt if ckpt.exists() else None)
+        results = task.evaluate(**cfg.eval)
+    except SIGTERMException:
+        # Not a failure: the cells keep no record, and the same command resumes from the checkpoint.
+        log.warning("stopped by SIGTERM at step %d; checkpoint %s", task.global_step, ckpt)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as exc:
         wall = (time.perf_counter() - start) / len(todo)
-        error = f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
         for c in todo:
-            write_record(c.dir, _record(cfg, task, c, "failed", wall, error=error + "\n" + traceback.format_exc(limit=5)))
+            write_record(c.dir, _record(cfg, task, c, "failed", wall, error=error, n_members=len(todo)))
         tracking.finish([{}] * len(todo), [None] * len(todo), exit_code=1)
         raise
     wall = (time.perf_counter() - start) / len(todo)
-    records, summaries, figures = [], [], []
-    for i, (c, res) in enumerate(zip(todo, results)):
-        diverged = task.diverged_step[i]
-        history = task.history[i]
-        if cfg.logger.name != "none":
-            keys = sorted({k for row in history for k in row} - {"step"})
-            write_csv_atomic(c.dir / HISTORY, history, ["step"] + keys)
-        metrics = dict(res["metrics"]) if diverged is None else {}
-        metrics["loss_mse"] = _tail_mean(history, "train/loss_mse")
-        metrics["loss_weighted"] = _tail_mean(history, "train/loss_weighted")
-        fig = None
-        if diverged is None:
-            write_npz_atomic(c.dir / SAMPLES, generated=res["generated"], reference=res["reference"])
-            fig = scatter_samples(res["generated"][:5000], res["reference"][:5000], title=c.name)
-        record = _record(cfg, task, c, "completed" if diverged is None else "diverged", wall,
-                         diverged_step=diverged, metrics=metrics, eval_info=res["eval"] if diverged is None else {},
-                         n_members=len(todo))
-        write_record(c.dir, record)
-        records.append(record)
-        summaries.append({f"eval/{k}": v for k, v in metrics.items() if k in ("sw1", "sw2", "fid")})
-        figures.append(fig)
-        sw1 = metrics.get("sw1")
-        log.info("cell %s: %s%s  (%s)", c.name, record["status"],
-                 f" sw1={sw1:.4f} sw2={metrics['sw2']:.4f}" if sw1 is not None else f" at step {diverged}", c.dir)
-    tracking.finish(summaries, figures)
-    import matplotlib.pyplot as plt
-
+    records = [_finish_cell(cfg, task, i, c, res, wall, len(todo)) for i, (c, res) in enumerate(zip(todo, results))]
+    tracking.finish([r.pop("_summary") for r in records], [r.pop("_figure") for r in records])
     plt.close("all")
     return records
 
 
-def _record(cfg: DictConfig, task: VectorTask, cell: Cell, status: str, wall: float, *, n_members: int = 1,
+def _finish_cell(cfg: DictConfig, task: MeanFlowModule, i: int, cell: Cell, res: CellEval, wall: float,
+                 n_members: int) -> dict[str, Any]:
+    """Write one cell's history, samples and record; return the record (with its W&B summary and figure)."""
+    diverged = task.diverged_step[i]
+    history = task.history[i]
+    if cfg.logger.name != "none":
+        keys = sorted({k for row in history for k in row} - {"step"})
+        write_csv_atomic(cell.dir / HISTORY, history, ["step"] + keys)
+    metrics = dict(res.metrics) if diverged is None else {}
+    metrics["loss_mse"] = _tail_mean(history, "train/loss_mse", 0.1)
+    metrics["loss_weighted"] = _tail_mean(history, "train/loss_weighted", 0.1)
+    metrics["grad_var"] = _tail_mean(history, "diag/grad_var", 0.5)  # tail mean over the second half
+    metrics["grad_var_total"] = _tail_mean(history, "diag/grad_var_total", 0.5)
+    figure = None
+    if diverged is None and res.arrays:
+        write_npz_atomic(cell.dir / SAMPLES, **res.arrays)
+        gen, ref = res.arrays.get("generated"), res.arrays.get("reference")
+        if gen is not None and gen.ndim == 2 and gen.shape[1] >= 2:
+            figure = scatter_samples(gen[:5000], None if ref is None else ref[:5000], title=cell.name)
+    status = "completed" if diverged is None else "diverged"
+    record = _record(cfg, task, cell, status, wall, diverged_step=diverged, metrics=metrics,
+                     eval_info=res.info if diverged is None else {}, n_members=n_members)
+    write_record(cell.dir, record)
+    sw1 = metrics.get("sw1")
+    log.info("cell %s: %s%s  (%s)", cell.name, status,
+             f" sw1={sw1:.4f} sw2={metrics['sw2']:.4f}" if sw1 is not None else (f" at step {diverged}" if diverged else ""),
+             cell.dir)
+    summary = {f"eval/{k}": v for k, v in metrics.items() if k in ("sw1", "sw2", "fid")}
+    summary |= {f"diag/{k}": v for k, v in metrics.items() if k in ("grad_var", "grad_var_total")}
+    return record | {"_summary": summary, "_figure": figure}
+
+
+def _record(cfg: DictConfig, task: MeanFlowModule, cell: Cell, status: str, wall: float, *, n_members: int,
             error: str | None = None, diverged_step: int | None = None, metrics: dict | None = None,
             eval_info: dict | None = None) -> dict[str, Any]:
-    steps = diverged_step if diverged_step is not None else (task.global_step if status != "failed" else task.global_step)
     return make_record(
-        status=status, task=task.task_name, dataset=cfg.dataset.name, dim=cfg.dataset.dim, alpha=cell.alpha,
+        status=status, task=task.task_name, dataset=cfg.dataset.name, dim=task.data_dim, alpha=cell.alpha,
         seed=cell.seed, tangent=cfg.tangent.name, anchor_weight=cfg.loss.anchor_weight,
-        adaptive_p=cfg.loss.adaptive_p, steps=steps, wall_s=wall, error=error, diverged_step=diverged_step,
-        metrics=metrics, eval_info=eval_info, history=HISTORY if cfg.logger.name != "none" else None,
+        adaptive_p=cfg.loss.adaptive_p, steps=diverged_step if diverged_step is not None else task.global_step,
+        wall_s=wall, error=error, diverged_step=diverged_step, metrics=metrics, eval_info=eval_info,
+        history=HISTORY if cfg.logger.name != "none" else None,
         extra={"execution": {"members_in_job": n_members, "mode": "packed" if n_members > 1 else "per_run"}},
     )
 

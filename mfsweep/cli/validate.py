@@ -64,6 +64,10 @@ def validate(cfg: DictConfig) -> None:
     for key in ("model.width", "model.depth", "dataset.dim", "trainer.max_steps", "trainer.batch_size",
                 "trainer.log_every", "eval.n_samples", "eval.n_projections", "eval.n_steps"):
         _number(cfg, key, low=0, low_open=True, integer=True)
+    for key in ("grad_var.every", "trainer.checkpoint_every"):
+        _number(cfg, key, low=0, integer=True)
+    _number(cfg, "grad_var.replicas", low=2, integer=True)
+    _number(cfg, "grad_var.batch_size", low=0, low_open=True, integer=True)
     for key in ("time.ratio", "trainer.ema_decay", "loss.offset"):
         _number(cfg, key, low=0.0, high=1.0)
     if cfg.tangent.name == "ema":

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from mfsweep.method.ema import ema_update
+from mfsweep.method.gradvar import StreamingTotalVariance
 from mfsweep.method.loss import flow_matching_anchor, meanflow_loss
 from mfsweep.method.tangent import boundary_r, mix_tangent
 
@@ -41,6 +42,25 @@ class OptimConfig:
     proxy_ema_decay: float = 0.99
 
 
+@dataclass(frozen=True)
+class GradVarConfig:
+    """Gradient-variance measurement (METHOD.md 5): every `every` steps (0: never), `replicas` minibatches of
+    `batch_size` from the cell's own gradient-variance stream."""
+
+    every: int = 0
+    replicas: int = 8
+    batch_size: int = 256
+
+
+@dataclass
+class CellEval:
+    """A member's evaluation: record metrics, how they were measured, and arrays to keep (`samples.npz`)."""
+
+    metrics: dict[str, float]
+    info: dict[str, Any]
+    arrays: dict[str, Any] | None = None
+
+
 @dataclass
 class Batch:
     """`x` data, `e` noise, `t >= r` times (one per sample); `y` labels where the task has them."""
@@ -50,6 +70,20 @@ class Batch:
     t: torch.Tensor
     r: torch.Tensor
     y: torch.Tensor | None = None
+
+
+def module_kwargs(cfg: Any) -> dict[str, Any]:
+    """The MeanFlowModule arguments every task reads the same way from a composed config."""
+    tr = cfg.trainer
+    return dict(
+        proxy=cfg.tangent.name, log_every=tr.log_every,
+        loss=LossConfig(**{k: cfg.loss[k] for k in ("adaptive_p", "adaptive_eps", "anchor_weight", "offset")}),
+        optim=OptimConfig(
+            lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
+            eval_ema_decay=tr.ema_decay, proxy_ema_decay=cfg.tangent.get("ema_decay", 0.0),
+        ),
+        grad_var=GradVarConfig(**{k: cfg.grad_var[k] for k in ("every", "replicas", "batch_size")}),
+    )
 
 
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -89,6 +123,7 @@ class MeanFlowModule(L.LightningModule):
         optim: OptimConfig,
         oracle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         log_every: int = 50,
+        grad_var: GradVarConfig = GradVarConfig(),
     ):
         super().__init__()
         if proxy not in PROXIES:
@@ -99,7 +134,7 @@ class MeanFlowModule(L.LightningModule):
         self.ema = _frozen_copy(model)
         self.proxy_model = _frozen_copy(model) if proxy == "ema" else None
         self.proxy, self.oracle = proxy, oracle
-        self.loss_cfg, self.optim_cfg, self.log_every = loss, optim, log_every
+        self.loss_cfg, self.optim_cfg, self.log_every, self.grad_var_cfg = loss, optim, log_every, grad_var
         self.n_members = len(alphas)
         self.register_buffer("alphas", torch.tensor(alphas, dtype=torch.float32))
         self.register_buffer("alive", torch.ones(self.n_members, dtype=torch.bool))
@@ -110,7 +145,16 @@ class MeanFlowModule(L.LightningModule):
         self._count = 0
 
     # --- task hooks -------------------------------------------------------------------------------
-    def draw_batch(self) -> Batch:
+    def draw_batch(self, purpose: str = "train", batch_size: int | None = None) -> Batch:
+        """A batch for every member from its `purpose` stream (`train`, or `gradvar` for the replicas)."""
+        raise NotImplementedError
+
+    def evaluate(self, **eval_cfg: Any) -> list[CellEval]:
+        raise NotImplementedError
+
+    @property
+    def data_dim(self) -> int:
+        """The dimension d of one data sample (recorded as `dim`)."""
         raise NotImplementedError
 
     def member_view(self, values: torch.Tensor) -> torch.Tensor:
@@ -204,6 +248,33 @@ class MeanFlowModule(L.LightningModule):
             ema_update(list(self.proxy_model.parameters()), list(self.model.parameters()), self.optim_cfg.proxy_ema_decay)
         if self.global_step % self.log_every == 0 or self.global_step == self.trainer.max_steps:
             self._flush(self.global_step)
+        every = self.grad_var_cfg.every
+        if every and self.global_step % every == 0:
+            self.log_member_values(self.global_step, self.measure_grad_var())
+
+    # --- gradient variance (METHOD.md 5) ------------------------------------------------------------
+    def member_gradients(self, loss: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
+        """d(loss_i)/d(theta_i) flattened per member, `(E, P)`; leaves `.grad` untouched (before clipping)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss.sum(), params, retain_graph=retain_graph, allow_unused=True)
+        rows = self.n_members if getattr(self.model, "n_members", None) else 1
+        flat = [(g if g is not None else torch.zeros_like(p)).reshape(rows, -1) for g, p in zip(grads, params)]
+        return torch.cat(flat, dim=1)
+
+    def measure_grad_var(self) -> dict[str, torch.Tensor]:
+        """Total variance of the minibatch gradient over `replicas` independent minibatches, per member:
+        `diag/grad_var` for the MeanFlow term as trained (its weighting included, the anchor excluded) so that
+        alphas compare, `diag/grad_var_total` for the whole objective."""
+        cfg = self.grad_var_cfg
+        mf, total = StreamingTotalVariance(), StreamingTotalVariance()
+        for _ in range(cfg.replicas):
+            losses = self.losses(self.draw_batch("gradvar", cfg.batch_size))
+            g_mf = self.member_gradients(losses["mf"], retain_graph="anchor" in losses)
+            mf.add(g_mf)
+            if "anchor" in losses:
+                g_mf = g_mf + self.loss_cfg.anchor_weight * self.member_gradients(losses["anchor"])
+            total.add(g_mf)
+        return {"diag/grad_var": mf.value().float(), "diag/grad_var_total": total.value().float()}
 
     # --- history ----------------------------------------------------------------------------------
     def _accumulate(self, values: dict[str, torch.Tensor]) -> None:
@@ -216,7 +287,10 @@ class MeanFlowModule(L.LightningModule):
         """Append one-off per-member values (diagnostics) to the history at `step`."""
         rows = [{"step": step} | {k: float(v[i]) for k, v in values.items()} for i in range(self.n_members)]
         for i, row in enumerate(rows):
-            self.history[i].append(row)
+            if self.history[i] and self.history[i][-1]["step"] == step:
+                self.history[i][-1].update(row)  # one history row per step
+            else:
+                self.history[i].append(dict(row))
         self.pending.append((step, rows))
 
     def _flush(self, step: int) -> None:

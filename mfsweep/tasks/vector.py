@@ -8,10 +8,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from mfsweep.data import make_vector_dataset
 from mfsweep.method.sampler import sample
 from mfsweep.metrics.sliced import PROJECTIONS_RECIPE, sliced_wasserstein
 from mfsweep.models.mlp import EnsembleMLP
-from mfsweep.tasks.meanflow import Batch, MeanFlowModule
+from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule, module_kwargs
 from mfsweep.tasks.streams import Sampler, VectorStreams, generator
 
 
@@ -49,20 +50,32 @@ class VectorTask(MeanFlowModule):
         super().__init__(model, list(alphas), oracle=getattr(dataset, "marginal_velocity", None), **kwargs)
         self.dataset, self.seeds = dataset, list(seeds)
         self.batch_size, self.time_cfg = batch_size, dict(time_cfg)
-        self.streams = VectorStreams(dataset, seeds)
+        self.streams = {p: VectorStreams(dataset, seeds, p) for p in ("train", "gradvar")}
 
-    def draw_batch(self) -> Batch:
-        b = self.streams.draw(self.batch_size, self.time_cfg)
+    @property
+    def data_dim(self) -> int:
+        return self.dataset.dim
+
+    @classmethod
+    def from_config(cls, cfg: Any, alphas: Sequence[float], seeds: Sequence[int]) -> "VectorTask":
+        data_kwargs = {k: v for k, v in cfg.dataset.items() if k not in ("name", "task", "dim")} | {"dim": cfg.dataset.dim}
+        dataset = make_vector_dataset(cfg.dataset.name, **(data_kwargs if cfg.dataset.name == "dgmm" else {}))
+        return cls(dataset, alphas, seeds, width=cfg.model.width, depth=cfg.model.depth,
+                   batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time), **module_kwargs(cfg))
+
+    def draw_batch(self, purpose: str = "train", batch_size: int | None = None) -> Batch:
+        b = self.streams[purpose].draw(batch_size or self.batch_size, self.time_cfg)
         return Batch(*(v.to(self.device) for v in (b.x, b.e, b.t, b.r)))
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(_Ticks(), batch_size=None)
 
     def stream_state(self) -> Any:
-        return self.streams.get_state()
+        return {p: s.get_state() for p, s in self.streams.items()}
 
     def load_stream_state(self, state: Any) -> None:
-        self.streams.set_state(state)
+        for p, s in self.streams.items():
+            s.set_state(state[p])
 
     @torch.no_grad()
     def generate(self, n: int, n_steps: int = 1, chunk: int = 4096) -> torch.Tensor:
@@ -72,23 +85,18 @@ class VectorTask(MeanFlowModule):
         parts = [sample(self.ema, noise[:, i:i + chunk], n_steps) for i in range(0, n, chunk)]
         return torch.cat(parts, dim=1).cpu()
 
-    def evaluate(self, n_samples: int, n_projections: int, projection_seed: int, n_steps: int = 1) -> list[dict[str, Any]]:
+    def evaluate(self, n_samples: int, n_projections: int, projection_seed: int, n_steps: int = 1, **_: Any) -> list[CellEval]:
         """SW1/SW2 of each member's samples against a fresh reference set drawn from the cell's seed."""
         generated = self.generate(n_samples, n_steps).numpy()
+        info = {"n_samples": n_samples, "n_projections": n_projections, "projection_seed": projection_seed,
+                "projections": PROJECTIONS_RECIPE, "n_steps": n_steps, "model": "evaluation EMA",
+                "samples_file": "samples.npz"}
         results = []
         for i, seed in enumerate(self.seeds):
             reference = self.dataset.sample(n_samples, generator(seed, "reference")).numpy()
             gen = generated[i]
-            finite = bool(np.isfinite(gen).all())
-            metrics = sliced_wasserstein(gen, reference, n_projections, projection_seed) if finite else {}
-            results.append({
-                "metrics": metrics, "generated": gen, "reference": reference,
-                "eval": {
-                    "n_samples": n_samples, "n_projections": n_projections, "projection_seed": projection_seed,
-                    "projections": PROJECTIONS_RECIPE, "n_steps": n_steps, "model": "evaluation EMA",
-                    "samples_file": "samples.npz",
-                },
-            })
+            metrics = sliced_wasserstein(gen, reference, n_projections, projection_seed) if np.isfinite(gen).all() else {}
+            results.append(CellEval(metrics, info, {"generated": gen, "reference": reference}))
         return results
 
 
