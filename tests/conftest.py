@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from mfsweep.cli.train import CONF_DIR, train
+from slurm_cluster import slurm_cluster  # noqa: F401  (session fixture: a real local SLURM)
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -1,0 +1,112 @@
+"""Session fixture `slurm_cluster`: a real single-node SLURM with accounting, local to the test run.
+
+It runs scripts/slurm/install.sh and start.sh in a temporary folder, points SLURM_CONF at it and
+stops every daemon (cancelling leftover jobs) at teardown. Where that cannot be done (not root, no
+apt, a failed start) the tests that use it are skipped with the reason, except under CI=true,
+where the same reason fails them. Import the fixture from a conftest:
+``from slurm_cluster import slurm_cluster  # noqa: F401``.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "slurm"
+PARTITION = "debug"
+# sacct states of a job (or array task) that may still run; every other state is final.
+ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLETING", "CONFIGURING"}
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """A running local cluster: its folder, its slurm.conf and its (default) partition."""
+
+    dir: Path
+    conf: Path
+    partition: str
+
+    def run(self, *command: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Runs a SLURM client command against this cluster (whatever SLURM_CONF says meanwhile)."""
+        env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
+
+    def sbatch(self, *args: str) -> str:
+        """Submits `sbatch ARGS` from DIR/jobs (where default outputs land); returns the job id."""
+        jobs = self.dir / "jobs"
+        jobs.mkdir(exist_ok=True)
+        done = self.run("sbatch", "--parsable", *args, cwd=jobs)
+        if done.returncode != 0:
+            raise RuntimeError(f"sbatch {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout.strip().split(";")[0]
+
+    def states(self, job_id: str) -> dict[str, str]:
+        """sacct's state of job `job_id`, one entry per array task ('12_0': 'COMPLETED'), steps left out."""
+        done = self.run("sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobID,State")
+        if done.returncode != 0:
+            raise RuntimeError(f"sacct -j {job_id} failed: {done.stderr.strip()}")
+        rows = (line.split("|") for line in done.stdout.splitlines() if line)
+        # 'CANCELLED by 0' -> 'CANCELLED'
+        return {jid: state.split()[0] for jid, state in rows}
+
+    def wait(self, job_id: str, timeout: float = 30.0) -> dict[str, str]:
+        """Waits until no part of job `job_id` can run any more; returns its final `states`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            queued = self.run("squeue", "-h", "-j", job_id).stdout.strip()
+            states = self.states(job_id)
+            if not queued and states and not ACTIVE_STATES & set(states.values()):
+                return states
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still active after {timeout} s: {states}")
+            time.sleep(0.25)
+
+
+def _unavailable(reason: str) -> None:
+    """Skips the test (fails it under CI=true, where the cluster is required) for `reason`."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"local SLURM is required under CI=true but unavailable: {reason}", pytrace=False)
+    pytest.skip(f"local SLURM unavailable: {reason}")
+
+
+def _script(name: str, *args: str, timeout: float) -> str | None:
+    """Runs scripts/slurm/NAME ARGS; returns None on success, else why it failed."""
+    try:
+        done = subprocess.run([str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"{name}: {err}"
+    if done.returncode != 0:
+        return f"{name} exited {done.returncode}: {done.stderr.strip()[-2000:]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A running local SLURM (partition `debug`) with SLURM_CONF set for the session; stopped at the end."""
+    if os.geteuid() != 0:
+        _unavailable("needs root (apt install, and daemons that run as root and munge)")
+    failure = _script("install.sh", timeout=900)
+    if failure:
+        _unavailable(failure)
+    folder = tmp_path_factory.mktemp("slurm")
+    failure = _script("start.sh", str(folder), timeout=300)
+    if failure:
+        _script("stop.sh", str(folder), "--cancel-jobs", timeout=300)  # what a timed-out start left
+        _unavailable(failure)
+    previous_conf = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
+    try:
+        yield SlurmCluster(dir=folder, conf=folder / "slurm.conf", partition=PARTITION)
+    finally:
+        if previous_conf is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous_conf
+        failure = _script("stop.sh", str(folder), "--cancel-jobs", timeout=300)
+        if failure:
+            raise RuntimeError(f"could not stop the local SLURM in {folder}: {failure}")
