@@ -51,9 +51,21 @@ def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first invalid value (ranges, choices, incompatible combinations)."""
+    _choice(cfg, "dataset.task", tuple(TASK_CHECKS))
+    TASK_CHECKS[cfg.dataset.task](cfg)
+    _validate_common(cfg)
+
+
+def _validate_vector(cfg: DictConfig) -> None:
+    """The 2-D sets and Gaussian mixtures: the stacked MLP."""
     _choice(cfg, "dataset.name", VECTOR_DATASETS)
-    _choice(cfg, "tangent.name", PROXIES)
     _choice(cfg, "model.name", ("mlp",))
+    for key in ("model.width", "model.depth", "dataset.dim", "eval.n_projections"):
+        _number(cfg, key, low=0, low_open=True, integer=True)
+
+
+def _validate_common(cfg: DictConfig) -> None:
+    _choice(cfg, "tangent.name", PROXIES)
     _choice(cfg, "alpha.schedule", ("constant",))
     _choice(cfg, "time.dist", TIME_DISTRIBUTIONS)
     _choice(cfg, "sweep.rerun", tuple(RERUN_CHOICES))
@@ -61,10 +73,10 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg, "logger.name", ("wandb", "csv", "none"))
     _number(cfg, "alpha.value", low=0.0, high=1.0)
     _number(cfg, "seed", low=0, integer=True)
-    for key in ("model.width", "model.depth", "dataset.dim", "trainer.max_steps", "trainer.batch_size",
-                "trainer.log_every", "eval.n_samples", "eval.n_projections", "eval.n_steps"):
+    for key in ("trainer.max_steps", "trainer.batch_size", "trainer.log_every", "eval.n_samples", "eval.n_steps"):
         _number(cfg, key, low=0, low_open=True, integer=True)
-    for key in ("grad_var.every", "trainer.checkpoint_every"):
+    _number(cfg, "eval.every_n_samples", low=0, low_open=True, integer=True)
+    for key in ("grad_var.every", "trainer.checkpoint_every", "eval.every"):
         _number(cfg, key, low=0, integer=True)
     _number(cfg, "grad_var.replicas", low=2, integer=True)
     _number(cfg, "grad_var.batch_size", low=0, low_open=True, integer=True)
@@ -91,3 +103,7 @@ def validate(cfg: DictConfig) -> None:
             "tangent.name", f"tangent=oracle needs a dataset with an exact posterior ({list(EXACT_POSTERIOR)}), "
             f"but dataset.name is {cfg.dataset.name!r}",
         )
+
+
+# Each task's own checks, by `dataset.task`; the common ones run for every task.
+TASK_CHECKS = {"toy": _validate_vector, "dgmm": _validate_vector}

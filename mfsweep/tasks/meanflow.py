@@ -83,6 +83,7 @@ def module_kwargs(cfg: Any) -> dict[str, Any]:
             eval_ema_decay=tr.ema_decay, proxy_ema_decay=cfg.tangent.get("ema_decay", 0.0),
         ),
         grad_var=GradVarConfig(**{k: cfg.grad_var[k] for k in ("every", "replicas", "batch_size")}),
+        eval_every=cfg.eval.every,
     )
 
 
@@ -124,6 +125,7 @@ class MeanFlowModule(L.LightningModule):
         oracle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         log_every: int = 50,
         grad_var: GradVarConfig = GradVarConfig(),
+        eval_every: int = 0,
     ):
         super().__init__()
         if proxy not in PROXIES:
@@ -135,6 +137,7 @@ class MeanFlowModule(L.LightningModule):
         self.proxy_model = _frozen_copy(model) if proxy == "ema" else None
         self.proxy, self.oracle = proxy, oracle
         self.loss_cfg, self.optim_cfg, self.log_every, self.grad_var_cfg = loss, optim, log_every, grad_var
+        self.eval_every = eval_every
         self.n_members = len(alphas)
         self.register_buffer("alphas", torch.tensor(alphas, dtype=torch.float32))
         self.register_buffer("alive", torch.ones(self.n_members, dtype=torch.bool))
@@ -151,6 +154,10 @@ class MeanFlowModule(L.LightningModule):
 
     def evaluate(self, **eval_cfg: Any) -> list[CellEval]:
         raise NotImplementedError
+
+    def evaluate_during_training(self) -> dict[str, torch.Tensor]:
+        """A cheaper evaluation logged every `eval.every` steps (`eval/...`, one value per member)."""
+        return {}
 
     @property
     def data_dim(self) -> int:
@@ -251,6 +258,8 @@ class MeanFlowModule(L.LightningModule):
         every = self.grad_var_cfg.every
         if every and self.global_step % every == 0:
             self.log_member_values(self.global_step, self.measure_grad_var())
+        if self.eval_every and self.global_step % self.eval_every == 0:
+            self.log_member_values(self.global_step, self.evaluate_during_training())
 
     # --- gradient variance (METHOD.md 5) ------------------------------------------------------------
     def member_gradients(self, loss: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:

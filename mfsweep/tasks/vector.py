@@ -40,6 +40,7 @@ class VectorTask(MeanFlowModule):
         depth: int,
         batch_size: int,
         time_cfg: dict[str, Any],
+        curve_eval: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
         if len(alphas) != len(seeds):
@@ -50,6 +51,7 @@ class VectorTask(MeanFlowModule):
         super().__init__(model, list(alphas), oracle=getattr(dataset, "marginal_velocity", None), **kwargs)
         self.dataset, self.seeds = dataset, list(seeds)
         self.batch_size, self.time_cfg = batch_size, dict(time_cfg)
+        self.curve_eval = dict(curve_eval or {"every_n_samples": 2000, "n_steps": 1, "projection_seed": 0})
         self.streams = {p: VectorStreams(dataset, seeds, p) for p in ("train", "gradvar")}
 
     @property
@@ -61,7 +63,9 @@ class VectorTask(MeanFlowModule):
         data_kwargs = {k: v for k, v in cfg.dataset.items() if k not in ("name", "task", "dim")} | {"dim": cfg.dataset.dim}
         dataset = make_vector_dataset(cfg.dataset.name, **(data_kwargs if cfg.dataset.name == "dgmm" else {}))
         return cls(dataset, alphas, seeds, width=cfg.model.width, depth=cfg.model.depth,
-                   batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time), **module_kwargs(cfg))
+                   batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
+                   curve_eval={k: cfg.eval[k] for k in ("every_n_samples", "n_steps", "projection_seed")},
+                   **module_kwargs(cfg))
 
     def draw_batch(self, purpose: str = "train", batch_size: int | None = None) -> Batch:
         b = self.streams[purpose].draw(batch_size or self.batch_size, self.time_cfg)
@@ -84,6 +88,13 @@ class VectorTask(MeanFlowModule):
         noise = noise.to(self.device)
         parts = [sample(self.ema, noise[:, i:i + chunk], n_steps) for i in range(0, n, chunk)]
         return torch.cat(parts, dim=1).cpu()
+
+    def evaluate_during_training(self) -> dict[str, torch.Tensor]:
+        """SW1/SW2 on `eval.every_n_samples` points and 200 directions: the convergence curve in the history."""
+        c = self.curve_eval
+        results = self.evaluate(c["every_n_samples"], 200, c["projection_seed"], c["n_steps"])
+        nan = float("nan")
+        return {f"eval/{k}": torch.tensor([r.metrics.get(k, nan) for r in results]) for k in ("sw1", "sw2")}
 
     def evaluate(self, n_samples: int, n_projections: int, projection_seed: int, n_steps: int = 1, **_: Any) -> list[CellEval]:
         """SW1/SW2 of each member's samples against a fresh reference set drawn from the cell's seed."""
