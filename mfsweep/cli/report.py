@@ -1,7 +1,8 @@
-"""`mfsweep-report SWEEP_DIR`: summarise a sweep folder's records (any mode, any launcher).
+"""`mfsweep-report SWEEP_DIR`: the alpha-comparison report of a sweep folder's records (any mode, any launcher).
 
-Writes `SWEEP_DIR/summary.csv` (one row per setting and alpha: mean and SEM over seeds, counts of failed,
-diverged and missing cells) and prints the table.
+Writes `SWEEP_DIR/report.html` (one self-contained page), `SWEEP_DIR/report.md` (with its figures in
+`SWEEP_DIR/report_files/`) and `SWEEP_DIR/summary.csv` (one row per setting and alpha: mean and SEM over
+seeds, counts of failed, diverged and missing cells), and prints the main tables.
 """
 from __future__ import annotations
 
@@ -9,23 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from mfsweep.sweep.aggregate import collect, summarise
-from mfsweep.sweep.atomic import write_csv_atomic
-from mfsweep.sweep.table import csv_rows, text_table
-
-METRICS = ("sw1", "sw2", "fid", "grad_var")
+from mfsweep.sweep.report import build_report, report_text, write_report
 
 
 def report(sweep_dir: Path) -> str:
-    if not sweep_dir.is_dir():
-        raise ValueError(f"sweep folder {sweep_dir} does not exist")
-    cells = collect(sweep_dir)
-    if not cells:
-        raise ValueError(f"no result.json below {sweep_dir}: nothing to report")
-    rows = summarise(cells, METRICS)
-    table = csv_rows(rows, METRICS)
-    write_csv_atomic(sweep_dir / "summary.csv", table, list(table[0]))
-    return text_table(rows, METRICS)
+    """Build and write the report of `sweep_dir`; return the console summary (ValueError for a bad folder)."""
+    rep = build_report(sweep_dir)
+    paths = write_report(rep)
+    return report_text(rep) + f"\n\nwrote {paths['summary']}, {paths['markdown']}\nreport: {paths['html']}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"mfsweep-report: {exc}", file=sys.stderr)
         return 2
-    print(f"\nwrote {args.sweep_dir / 'summary.csv'}")
     return 0
 
 

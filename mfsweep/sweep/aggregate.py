@@ -1,17 +1,23 @@
 """Collect a sweep folder's per-cell records and summarise them per setting and alpha (mean +- SEM over
-seeds). Failed, diverged and missing cells are counted, never silently dropped."""
+seeds, METHOD.md 5). Failed, diverged and missing cells are counted, never silently dropped."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from mfsweep.sweep.record import RECORD, check_record
+import numpy as np
+import yaml
+
+from mfsweep.sweep.cells import cell_name
+from mfsweep.sweep.record import DIAGNOSTIC_KEYS, HISTORY, RECORD, check_record
 
 # Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid).
 SETTING_KEYS = ("task", "dataset", "dim", "tangent", "anchor_weight", "adaptive_p")
+NOT_COMPLETED = ("failed", "diverged", "missing")
 
 
 @dataclass
@@ -21,7 +27,7 @@ class Cell:
 
 
 def collect(sweep_dir: str | Path) -> list[Cell]:
-    """Every `result.json` below `sweep_dir`; unreadable ones become failed cells naming the file."""
+    """Every `result.json` below `sweep_dir`; an unreadable one raises ValueError naming the file."""
     cells = []
     for path in sorted(Path(sweep_dir).rglob(RECORD)):
         try:
@@ -53,9 +59,27 @@ class Row:
     seeds: list[int] = field(default_factory=list)
     status: dict[int, str] = field(default_factory=dict)  # seed -> completed | failed | diverged | missing
     stats: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    cells: dict[int, Cell] = field(default_factory=dict)  # seed -> its recorded cell (absent when missing)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.status.values() if s == status)
+
+    @property
+    def complete(self) -> bool:
+        """Every seed of the grid completed."""
+        return self.count("completed") == len(self.seeds)
+
+    def completed(self) -> list[Cell]:
+        return [self.cells[s] for s in self.seeds if self.status[s] == "completed"]
+
+    def stat(self, metric: str, section: str = "metrics") -> dict[str, Any]:
+        """`metric` (from `record[section]`) over the completed seeds, with the counts of the others: a
+        plain dict for tables and notebooks."""
+        values = [c.record[section].get(metric) for c in self.completed()]
+        values = [v for v in values if v is not None]
+        mean, sem = mean_sem(values)
+        return {"alpha": self.alpha, "mean": mean, "sem": sem, "n": len(values), "seeds": len(self.seeds),
+                "values": values} | {s: self.count(s) for s in NOT_COMPLETED}
 
 
 def setting_of(record: dict[str, Any]) -> tuple:
@@ -70,7 +94,7 @@ def setting_label(setting: dict[str, Any], varying: list[str]) -> str:
 
 def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid", "grad_var")) -> list[Row]:
     """Rows per (setting, alpha). The expected grid of a setting is every alpha x every seed seen in it;
-    cells of that grid without a record are `missing`."""
+    cells of that grid without a record are `missing`. Two records for one cell raise ValueError."""
     by_setting: dict[tuple, list[Cell]] = {}
     for c in cells:
         by_setting.setdefault(setting_of(c.record), []).append(c)
@@ -78,20 +102,151 @@ def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid"
     for key, group in sorted(by_setting.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         alphas = sorted({c.record["alpha"] for c in group})
         seeds = sorted({c.record["seed"] for c in group})
-        index = {(c.record["alpha"], c.record["seed"]): c.record for c in group}
+        index: dict[tuple[float, int], Cell] = {}
+        for c in group:
+            other = index.setdefault((c.record["alpha"], c.record["seed"]), c)
+            if other is not c:
+                raise ValueError(f"two records for the same cell (alpha={c.record['alpha']:g}, "
+                                 f"seed={c.record['seed']}): {other.path} and {c.path}; they differ in a key "
+                                 f"the record does not hold (e.g. trainer.max_steps): report each folder alone")
         for a in alphas:
             row = Row(dict(zip(SETTING_KEYS, key)), a, seeds)
-            done = []
             for s in seeds:
-                rec = index.get((a, s))
-                row.status[s] = rec["status"] if rec else "missing"
-                if rec and rec["status"] == "completed":
-                    done.append(rec)
+                cell = index.get((a, s))
+                row.status[s] = cell.record["status"] if cell else "missing"
+                if cell:
+                    row.cells[s] = cell
             for m in metrics:
-                row.stats[m] = mean_sem(r["metrics"].get(m) for r in done)
+                row.stats[m] = mean_sem(c.record["metrics"].get(m) for c in row.completed())
             rows.append(row)
     return rows
 
 
 def varying_keys(rows: list[Row]) -> list[str]:
     return [k for k in SETTING_KEYS if len({str(r.setting[k]) for r in rows}) > 1]
+
+
+@dataclass
+class Setting:
+    """One setting of a sweep (a dataset, with its task, tangent and loss keys) and its alpha rows."""
+
+    label: str
+    keys: dict[str, Any]
+    rows: list[Row]
+
+    @property
+    def alphas(self) -> list[float]:
+        return [r.alpha for r in self.rows]
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.rows[0].seeds
+
+    def row(self, alpha: float) -> Row | None:
+        return next((r for r in self.rows if r.alpha == alpha), None)
+
+    def cells(self) -> list[Cell]:
+        return [c for r in self.rows for c in r.cells.values()]
+
+    def steps(self) -> list[int]:
+        """Training steps of the completed cells (diverged ones record where they stopped)."""
+        return sorted({c.record["steps"] for r in self.rows for c in r.completed()})
+
+
+def group_settings(rows: list[Row]) -> list[Setting]:
+    """`summarise`'s rows grouped per setting, in its order; labels name what varies across the sweep."""
+    varying = varying_keys(rows)
+    out: list[Setting] = []
+    for r in rows:
+        if not out or out[-1].keys != r.setting:
+            out.append(Setting(setting_label(r.setting, varying), r.setting, []))
+        out[-1].rows.append(r)
+    return out
+
+
+def best_alpha(setting: Setting, metric: str = "sw1") -> float | None:
+    """The alpha with the lowest mean `metric` among those whose every seed completed (a partial alpha's
+    mean is over fewer seeds, and a failure is no evidence of quality, so it is not a candidate); exact ties
+    go to the smaller alpha, the one closer to vanilla MeanFlow. None when no alpha qualifies."""
+    candidates = [(r.stats.get(metric, (None,))[0], r.alpha) for r in setting.rows if r.complete]
+    candidates = [c for c in candidates if c[0] is not None]
+    return min(candidates)[1] if candidates else None
+
+
+def paired_difference(row: Row, base: Row, metric: str) -> dict[str, Any]:
+    """Mean ± SEM over seeds of `metric` at `row` minus at `base`, on the seeds completed in both. Cells of
+    one seed share initial weights and every random draw across alphas (README), so the per-seed difference
+    removes the seed-to-seed spread that dominates the unpaired SEMs."""
+    diffs = [row.cells[s].record["metrics"].get(metric) - base.cells[s].record["metrics"][metric]
+             for s in row.seeds if row.status[s] == "completed" and base.status.get(s) == "completed"
+             and row.cells[s].record["metrics"].get(metric) is not None
+             and base.cells[s].record["metrics"].get(metric) is not None]
+    mean, sem = mean_sem(diffs)
+    return {"mean": mean, "sem": sem, "n": len(diffs)}
+
+
+def expected_dir(setting: Setting, alpha: float, seed: int) -> Path | None:
+    """Where the cell's folder is or would be: beside the setting's other cells (see `cells.plan_cells`)."""
+    parents = {c.path.parent for c in setting.cells()}
+    return parents.pop() / cell_name(alpha, seed) if len(parents) == 1 else None
+
+
+def read_history(cell: Cell) -> dict[str, np.ndarray]:
+    """The cell's history.csv as columns (empty cells are NaN); {} when it has none."""
+    path = cell.path / (cell.record.get("history") or HISTORY)
+    if not cell.record.get("history") or not path.exists():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {k: np.array([float(r[k]) if r.get(k) not in (None, "") else np.nan for r in rows])
+            for k in rows[0]}
+
+
+def mean_history(histories: list[dict[str, np.ndarray]], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, mean of `key` over the histories) on the steps where every history logged `key`."""
+    series = []
+    for h in histories:
+        if key in h and "step" in h:
+            ok = np.isfinite(h[key])
+            series.append(dict(zip(h["step"][ok].tolist(), h[key][ok].tolist())))
+    if not series:
+        return None
+    steps = sorted(set.intersection(*(set(s) for s in series)))
+    if not steps:
+        return None
+    return np.array(steps), np.array([np.mean([s[t] for s in series]) for t in steps])
+
+
+def loss_settings(setting: Setting) -> tuple[dict[str, Any], dict[str, dict[float, list[Any]]]]:
+    """The `loss` section of the cells' resolved config.yaml: (keys with one value across the setting's
+    alphas, {key: {alpha: values}} for keys that differ). Falls back to the records' anchor_weight and
+    adaptive_p (which are setting keys, so fixed by construction) when no cell has a config.yaml."""
+    per_alpha: dict[str, dict[float, list[Any]]] = {}
+    for cell in setting.cells():
+        path = cell.path / "config.yaml"
+        if not path.exists():
+            continue
+        loss = (yaml.safe_load(path.read_text()) or {}).get("loss") or {}
+        for k, v in loss.items():
+            values = per_alpha.setdefault(k, {}).setdefault(cell.record["alpha"], [])
+            if v not in values:
+                values.append(v)
+    if not per_alpha:
+        return {k: setting.keys[k] for k in ("anchor_weight", "adaptive_p")}, {}
+    fixed, varying = {}, {}
+    for k, by_alpha in sorted(per_alpha.items()):
+        distinct = {json.dumps(v) for vs in by_alpha.values() for v in vs}
+        if len(distinct) == 1:
+            fixed[k] = next(iter(by_alpha.values()))[0]
+        else:
+            varying[k] = dict(sorted(by_alpha.items()))
+    return fixed, varying
+
+
+def diagnostic_keys(cells: list[Cell]) -> list[str]:
+    """Diagnostics with a number in some record: the schema's first, then any others, sorted."""
+    present = {k for c in cells for k, v in (c.record.get("diagnostics") or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return [k for k in DIAGNOSTIC_KEYS if k in present] + sorted(present - set(DIAGNOSTIC_KEYS))

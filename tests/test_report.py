@@ -1,0 +1,201 @@
+"""The alpha-comparison report: its numbers against the records, its handling of cells that did not complete,
+and the two pages it writes. Reuses the session's tiny packed sweep (copied, then broken on purpose)."""
+from __future__ import annotations
+
+import base64
+import csv
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mfsweep.cli.report import main
+from mfsweep.sweep.aggregate import best_alpha, collect, group_settings, summarise
+from mfsweep.sweep.record import make_record, read_record, write_record
+from mfsweep.sweep.report import build_report, write_report
+
+MISSING, FAILED, DIVERGED = "alpha=0.5,seed=1", "alpha=1,seed=0", "alpha=1,seed=1"
+ERROR = "RuntimeError: out of memory at step 7"
+
+
+def _direct(root: Path, alpha: float, metric: str = "sw1", section: str = "metrics") -> tuple[float, float | None, int]:
+    """Mean and SEM (std ddof=1 / sqrt n) over the completed records of one alpha, read straight from disk."""
+    v = np.array([r[section][metric] for p in root.rglob("result.json")
+                  if (r := read_record(p.parent))["alpha"] == alpha and r["status"] == "completed"])
+    return v.mean(), (v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else None), len(v)
+
+
+@pytest.fixture(scope="module")
+def broken(tiny_sweep, tmp_path_factory) -> Path:
+    """The tiny sweep (alphas 0, 0.5, 1 x seeds 0, 1) with one cell missing, one failed, one diverged, and
+    the partial alpha 0.5 given the lowest SW1, so that counting partial alphas would pick it as best."""
+    root = tmp_path_factory.mktemp("report") / "sweep"
+    shutil.copytree(tiny_sweep, root)
+    base = root / "dataset=swiss_roll"
+    (base / MISSING / "result.json").unlink()
+    rec = read_record(base / "alpha=0.5,seed=0")
+    rec["metrics"]["sw1"] = 0.01
+    write_record(base / "alpha=0.5,seed=0", rec)
+    rec = read_record(base / FAILED)
+    rec.update(status="failed", error=f"{ERROR}\nTraceback (most recent call last): ...",
+               metrics={k: None for k in rec["metrics"]})
+    write_record(base / FAILED, rec)
+    rec = read_record(base / DIVERGED)
+    rec.update(status="diverged", diverged_step=23, steps=23, metrics={k: None for k in rec["metrics"]})
+    write_record(base / DIVERGED, rec)
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(broken):
+    report = build_report(broken)
+    return report, write_report(report)
+
+
+def test_headline_matches_records_and_skips_partial_alphas(built, broken):
+    report, _ = built
+    rows = {r["metric"]: r for r in report.tables["headline"].rows}
+    assert set(rows) == {"sw1", "sw2"}  # no FID in a 2-D sweep
+    mean, sem, n = _direct(broken, 0.0, "sw1")
+    zero = rows["sw1"]["alpha = 0"]
+    assert (zero["mean"], zero["sem"], zero["n"]) == (pytest.approx(mean, rel=1e-12), pytest.approx(sem, rel=1e-12), 2)
+    mean2, sem2, _ = _direct(broken, 0.0, "sw2")
+    zero2 = rows["sw2"]["alpha = 0"]
+    assert (zero2["mean"], zero2["sem"]) == (pytest.approx(mean2), pytest.approx(sem2))
+    # alpha 0.5 has the lowest mean (0.01, one seed) but a missing seed; alpha 1 has none completed.
+    assert rows["sw1"]["best alpha"] == 0.0
+    assert rows["sw1"]["at best alpha"]["mean"] == pytest.approx(mean)
+    assert rows["sw1"]["best vs 0"] == pytest.approx(0.0)
+    one = rows["sw1"]["alpha = 1"]
+    assert (one["mean"], one["failed"], one["diverged"]) == (None, 1, 1)
+    text = report.tables["headline"].cells[0]
+    assert text[2] == f"{mean:.4f} ± {sem:.4f}"
+    assert text[7] == "failed (1/2), diverged (1/2)"
+
+
+def test_grid_marks_statuses_and_best(built, broken):
+    report, _ = built
+    grid = report.tables["sw1_grid"]
+    assert grid.columns == ["setting", "alpha = 0", "alpha = 0.5", "alpha = 1"]
+    assert grid.cells[0][2] == "0.0100 [missing (1/2)]"
+    assert grid.cells[0][3] == "failed (1/2), diverged (1/2)"
+    assert grid.bold == {(0, 1)}
+    mean, sem, _ = _direct(broken, 0.0, "grad_var")
+    gv = report.tables["grad_var_grid"].rows[0]["alpha = 0"]
+    assert (gv["mean"], gv["sem"]) == (pytest.approx(mean), pytest.approx(sem))
+
+
+def test_problem_cells_are_listed_with_their_details(built, broken):
+    report, _ = built
+    problems = {(r["alpha"], r["seed"]): r for r in report.tables["problems"].rows}
+    base = broken / "dataset=swiss_roll"
+    assert {k: r["status"] for k, r in problems.items()} == {
+        (0.5, 1): "missing", (1.0, 0): "failed", (1.0, 1): "diverged"}
+    assert problems[0.5, 1]["folder"] == str(base / MISSING)
+    assert problems[1.0, 0]["detail"].startswith(ERROR)
+    assert problems[1.0, 1]["detail"] == "diverged at step 23"
+    assert report.counts == {"completed": 3, "failed": 1, "diverged": 1, "missing": 1}
+
+
+def test_pages_are_written_and_self_contained(built, broken):
+    report, paths = built
+    page = (broken / "report.html").read_text()
+    assert paths["html"] == broken / "report.html"
+    sources = re.findall(r"""src=['"]([^'"]*)['"]""", page)
+    assert len(sources) == len(report.figures) >= 5  # SW1, paired SW1, grad_var, samples, curves
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "href=" not in page and "<link" not in page and "<script" not in page
+    for needle in (ERROR, "diverged at step 23", "missing (1/2)", "failed (1/2), diverged (1/2)",
+                   f"dataset=swiss_roll/{MISSING}"):
+        assert needle in page
+    md = (broken / "report.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert sorted(images) == sorted(f"report_files/{k}.png" for k in report.figures)
+    assert all((broken / i).read_bytes()[:4] == b"\x89PNG" for i in images)
+    assert "**" + report.tables["sw1_grid"].cells[0][1] + "**" in md
+    with open(broken / "summary.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3
+    assert {"Diagnostics", "FID"}.isdisjoint(s.title for s in report.sections)  # no such data in this sweep
+
+
+def test_best_alpha_and_paired_difference_on_intact_sweep(tiny_sweep):
+    report = build_report(tiny_sweep)  # read-only: the shared sweep keeps no report files
+    means = {a: _direct(tiny_sweep, a)[0] for a in (0.0, 0.5, 1.0)}
+    head = report.tables["headline"].rows[0]
+    assert head["best alpha"] == min(means, key=means.get)
+    by_seed = {(r["alpha"], r["seed"]): r["metrics"]["sw1"]
+               for p in tiny_sweep.rglob("result.json") if (r := read_record(p.parent))}
+    diffs = np.array([by_seed[1.0, s] - by_seed[0.0, s] for s in (0, 1)])
+    assert head["1 - 0 (paired)"]["mean"] == pytest.approx(diffs.mean(), rel=1e-9)
+    assert head["1 - 0 (paired)"]["sem"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(2), rel=1e-9)
+    fixed, varying = report.tables["settings"].rows[0]["loss keys held fixed across alpha"], \
+        report.tables["settings"].rows[0]["loss keys that vary with alpha"]
+    assert fixed["anchor_weight"] == 0.0 and fixed["adaptive_p"] == 1.0 and varying == {}
+
+
+def _synthetic(root: Path, sw1: dict[float, list[float]], diagnostics: bool = False) -> None:
+    """Records (no training) of a 3-D setting; with `diagnostics`, alpha* values and a history with eval/fid."""
+    for alpha, values in sw1.items():
+        for seed, v in enumerate(values):
+            cell = root / f"alpha={alpha:g},seed={seed}"
+            diag = {"alpha_star_scalar": 0.6 + 0.1 * seed, "kappa": 0.9} if diagnostics else None
+            write_record(cell, make_record(status="completed", task="dgmm", dataset="dgmm", dim=3, alpha=alpha,
+                                           seed=seed, tangent="oracle", anchor_weight=0.0, adaptive_p=1.0,
+                                           steps=10, wall_s=0.1, metrics={"sw1": v, "sw2": v}, diagnostics=diag))
+            if diagnostics:
+                (cell / "history.csv").write_text(f"step,eval/fid\n5,{10 + alpha + seed}\n10,{5 + alpha + seed}\n")
+
+
+def test_ties_go_to_the_smaller_alpha(tmp_path):
+    _synthetic(tmp_path, {0.2: [0.5, 0.7], 0.7: [0.7, 0.5], 0.9: [0.1]})
+    (setting,) = group_settings(summarise(collect(tmp_path)))
+    assert best_alpha(setting) == 0.2  # 0.9 is lower but has one seed of two: missing
+
+
+def test_optional_sections_follow_the_data(tmp_path):
+    _synthetic(tmp_path, {0.0: [0.5, 0.6], 1.0: [0.4, 0.5]}, diagnostics=True)
+    report = build_report(tmp_path)
+    titles = [s.title for s in report.sections]
+    assert "Diagnostics" in titles and "FID" in titles and "Final samples" not in titles  # dim 3
+    diag = report.tables["diagnostics"]
+    assert diag.columns[3:] == ["alpha_star_scalar", "kappa"]
+    assert diag.rows[0]["alpha_star_scalar"]["mean"] == pytest.approx(0.65)
+    assert {"alpha_star", "fid_vs_step"} <= set(report.figures)
+    fid = {(r["step"]): r["alpha = 1"] for r in report.tables["fid_steps"].rows}
+    assert fid == {5: pytest.approx(11.5), 10: pytest.approx(6.5)}  # mean over seeds 0, 1
+
+
+def test_loss_keys_that_vary_with_alpha_are_named(tmp_path):
+    _synthetic(tmp_path, {0.0: [0.5], 1.0: [0.4]})
+    for alpha, offset in ((0, 0.02), (1, 0.05)):
+        (tmp_path / f"alpha={alpha},seed=0" / "config.yaml").write_text(
+            f"loss:\n  anchor_weight: 0.0\n  offset: {offset}\n")
+    table = build_report(tmp_path).tables["settings"]
+    assert table.rows[0]["loss keys held fixed across alpha"] == {"anchor_weight": 0.0}
+    assert table.rows[0]["loss keys that vary with alpha"] == {"offset": {0.0: [0.02], 1.0: [0.05]}}
+    assert table.cells[0][-1] == "offset: 0.02 at alpha=0, 0.05 at alpha=1"
+
+
+def test_two_records_for_one_cell_are_refused(tmp_path):
+    _synthetic(tmp_path / "steps=10", {0.0: [0.5]})
+    _synthetic(tmp_path / "steps=20", {0.0: [0.4]})
+    with pytest.raises(ValueError, match=r"two records for the same cell \(alpha=0, seed=0\)"):
+        build_report(tmp_path)
+
+
+def test_cli_exits_2_naming_a_bad_folder(tmp_path, capsys):
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert str(tmp_path / "nowhere") in capsys.readouterr().err
+    assert main([str(tmp_path)]) == 2
+    assert f"no result.json below {tmp_path}" in capsys.readouterr().err
+
+
+def test_cli_prints_tables_and_the_page(broken, capsys):
+    assert main([str(broken)]) == 0
+    out = capsys.readouterr().out
+    assert "alpha = 0 vs best alpha vs alpha = 1" in out and "SW1 by setting and alpha" in out
+    assert str(broken / "report.html") in out
