@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from mfsweep.cli.validate import as_list, validate
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_npz_atomic
 from mfsweep.sweep.cells import Cell, context_name, needs_training, plan_cells
+from mfsweep.sweep.images import image_grid
 from mfsweep.sweep.plots import scatter_samples
 from mfsweep.sweep.record import HISTORY, SAMPLES, make_record, write_record
 from mfsweep.tasks import task_class
@@ -83,27 +84,35 @@ def train(cfg: DictConfig, root: Path, context: str = "") -> list[dict[str, Any]
                             OmegaConf.to_container(cfg.logger), group=group, job_type=task.task_name)
     ckpt = checkpoint_path(root, context, todo)
     label = f"{cfg.dataset.name} x{len(todo)}" if len(todo) > 1 else todo[0].name
-    callbacks: list[L.Callback] = [tracking, LastCheckpoint(ckpt, cfg.trainer.checkpoint_every)]
+    last = LastCheckpoint(ckpt, cfg.trainer.checkpoint_every)
+    callbacks: list[L.Callback] = [tracking, last]
     if cfg.trainer.progress:
         callbacks.append(StepProgress(label))
+    tr = cfg.trainer
     trainer = L.Trainer(
-        max_steps=cfg.trainer.max_steps, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+        max_steps=tr.max_steps, accelerator=tr.accelerator, devices=tr.devices, num_nodes=tr.get("num_nodes", 1),
+        strategy=tr.get("strategy", "auto"), precision=tr.get("precision", "32-true"),
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, callbacks=callbacks,
     )
-    for c in todo:
+    rank_zero = trainer.is_global_zero  # under DDP only rank 0 writes files and evaluates
+    for c in todo if rank_zero else []:
         write_bytes_atomic(c.dir / "config.yaml", OmegaConf.to_yaml(cell_config(cfg, c)).encode())
     if ckpt.exists():
         log.info("resuming from %s", ckpt)
     start = time.perf_counter()
     try:
-        trainer.fit(task, ckpt_path=ckpt if ckpt.exists() else None)
+        trainer.fit(task, ckpt_path=last.resume_path())
+        if not rank_zero:
+            return []
         results = task.evaluate(**cfg.eval)
     except SIGTERMException:
         # Not a failure: the cells keep no record, and the same command resumes from the checkpoint.
         log.warning("stopped by SIGTERM at step %d; checkpoint %s", task.global_step, ckpt)
         raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as exc:
+        if not rank_zero:
+            raise
         wall = (time.perf_counter() - start) / len(todo)
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
         for c in todo:
@@ -136,27 +145,34 @@ def _finish_cell(cfg: DictConfig, task: MeanFlowModule, i: int, cell: Cell, res:
         gen, ref = res.arrays.get("generated"), res.arrays.get("reference")
         if gen is not None and gen.ndim == 2 and gen.shape[1] >= 2:
             figure = scatter_samples(gen[:5000], None if ref is None else ref[:5000], title=cell.name)
+        elif gen is not None and gen.ndim == 4:
+            figure = image_grid(gen[:64], title=cell.name)
     status = "completed" if diverged is None else "diverged"
+    diagnostics = task.diagnostics_summary(i)
     record = _record(cfg, task, cell, status, wall, diverged_step=diverged, metrics=metrics,
-                     eval_info=res.info if diverged is None else {}, n_members=n_members)
+                     eval_info=res.info if diverged is None else {}, diagnostics=diagnostics, n_members=n_members)
     write_record(cell.dir, record)
     sw1 = metrics.get("sw1")
     log.info("cell %s: %s%s  (%s)", cell.name, status,
              f" sw1={sw1:.4f} sw2={metrics['sw2']:.4f}" if sw1 is not None else (f" at step {diverged}" if diverged else ""),
              cell.dir)
-    summary = {f"eval/{k}": v for k, v in metrics.items() if k in ("sw1", "sw2", "fid")}
-    summary |= {f"diag/{k}": v for k, v in metrics.items() if k in ("grad_var", "grad_var_total")}
+    # Every cell carries the same summary keys (null where not measured, e.g. FID on 2-D data), so one
+    # W&B dashboard serves every task.
+    summary = {f"eval/{k}": metrics.get(k) for k in ("sw1", "sw2", "fid")}
+    summary |= {f"diag/{k}": metrics.get(k) for k in ("grad_var", "grad_var_total")}
+    summary |= {f"diag/{k}": v for k, v in (diagnostics or {}).items() if isinstance(v, float)}
     return record | {"_summary": summary, "_figure": figure}
 
 
 def _record(cfg: DictConfig, task: MeanFlowModule, cell: Cell, status: str, wall: float, *, n_members: int,
             error: str | None = None, diverged_step: int | None = None, metrics: dict | None = None,
-            eval_info: dict | None = None) -> dict[str, Any]:
+            eval_info: dict | None = None, diagnostics: dict | None = None) -> dict[str, Any]:
     return make_record(
         status=status, task=task.task_name, dataset=cfg.dataset.name, dim=task.data_dim, alpha=cell.alpha,
         seed=cell.seed, tangent=cfg.tangent.name, anchor_weight=cfg.loss.anchor_weight,
         adaptive_p=cfg.loss.adaptive_p, steps=diverged_step if diverged_step is not None else task.global_step,
         wall_s=wall, error=error, diverged_step=diverged_step, metrics=metrics, eval_info=eval_info,
+        diagnostics=diagnostics,
         history=HISTORY if cfg.logger.name != "none" else None,
         extra={"execution": {"members_in_job": n_members, "mode": "packed" if n_members > 1 else "per_run"}},
     )

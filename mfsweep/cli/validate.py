@@ -1,15 +1,21 @@
 """Check a composed config before anything trains; every error names the config key."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfsweep.data import VECTOR_DATASETS
+from mfsweep.data.images import IMAGE_DATASETS
+from mfsweep.metrics.fid import INCEPTION_WEIGHTS_KEY, check_inception_weights
 from mfsweep.method.time import TIME_DISTRIBUTIONS
 from mfsweep.sweep.cells import RERUN_CHOICES
 from mfsweep.tasks.meanflow import PROXIES
 
+# Datasets whose posterior is known exactly (METHOD.md 3), so that tangent=oracle exists: Gaussian
+# mixtures, and any vector set made finite with `dataset.finite_size` (its empirical posterior).
 EXACT_POSTERIOR = ("dgmm",)
 
 
@@ -18,7 +24,11 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, message: str):
         super().__init__(f"config key '{key}': {message}")
-        self.key = key
+        self.key, self.message = key, message
+
+    def __reduce__(self) -> tuple:
+        # Picklable with both arguments: a submitit job hands its exception back to the launching process.
+        return type(self), (self.key, self.message)
 
 
 def as_list(value: Any) -> list:
@@ -62,12 +72,23 @@ def _validate_vector(cfg: DictConfig) -> None:
     _choice(cfg, "model.name", ("mlp",))
     for key in ("model.width", "model.depth", "dataset.dim", "eval.n_projections"):
         _number(cfg, key, low=0, low_open=True, integer=True)
+    if OmegaConf.select(cfg, "dataset.finite_size") is not None:
+        _number(cfg, "dataset.finite_size", low=0, low_open=True, integer=True)
+        _number(cfg, "dataset.finite_seed", low=0, integer=True)
+    if cfg.dataset.name == "dgmm":
+        _number(cfg, "dataset.n_components", low=0, low_open=True, integer=True)
+        _number(cfg, "dataset.scale", low=0.0, low_open=True)
+        _number(cfg, "dataset.spread", low=0.0)
+        _number(cfg, "dataset.means_seed", integer=True)
+    elif cfg.dataset.dim != 2:
+        raise ConfigError("dataset.dim", f"the 2-D set {cfg.dataset.name!r} has dim 2, got {cfg.dataset.dim!r}")
 
 
 def _validate_common(cfg: DictConfig) -> None:
     _choice(cfg, "tangent.name", PROXIES)
     _choice(cfg, "alpha.schedule", ("constant",))
     _choice(cfg, "time.dist", TIME_DISTRIBUTIONS)
+    _choice(cfg, "trainer.lr_schedule", ("constant", "cosine"))
     _choice(cfg, "sweep.rerun", tuple(RERUN_CHOICES))
     _choice(cfg, "sweep.mode", ("per_run", "packed"))
     _choice(cfg, "logger.name", ("wandb", "csv", "none"))
@@ -98,12 +119,105 @@ def _validate_common(cfg: DictConfig) -> None:
             "alpha.value", "tangent=conditional has no proxy to mix in, so alpha must be 0; "
             "choose tangent=ema or tangent=oracle for alpha > 0",
         )
-    if cfg.tangent.name == "oracle" and cfg.dataset.name not in EXACT_POSTERIOR:
+    if cfg.tangent.name == "oracle" and not has_exact_posterior(cfg):
         raise ConfigError(
-            "tangent.name", f"tangent=oracle needs a dataset with an exact posterior ({list(EXACT_POSTERIOR)}), "
-            f"but dataset.name is {cfg.dataset.name!r}",
+            "tangent.name", f"tangent=oracle needs a dataset with an exact posterior ({list(EXACT_POSTERIOR)}, or "
+            f"any set made finite with dataset.finite_size=N), but dataset.name is {cfg.dataset.name!r} "
+            "with dataset.finite_size null",
         )
+    _validate_diagnostics(cfg)
+
+
+def has_exact_posterior(cfg: DictConfig) -> bool:
+    """Whether the dataset's posterior is known exactly: a Gaussian mixture, or a finite set (whose empirical
+    oracle is exact only because training draws from that same set)."""
+    return cfg.dataset.name in EXACT_POSTERIOR or OmegaConf.select(cfg, "dataset.finite_size") is not None
+
+
+def _validate_diagnostics(cfg: DictConfig) -> None:
+    _number(cfg, "diagnostics.every", low=0, integer=True)
+    for key in ("diagnostics.batch_size", "diagnostics.n_probes", "diagnostics.n_fluctuations"):
+        _number(cfg, key, low=0, low_open=True, integer=True)
+    _number(cfg, "diagnostics.bins", low=0.0, high=1.0)
+    bins = as_list(cfg.diagnostics.bins)
+    if len(bins) < 2 or bins[0] != 0 or bins[-1] != 1 or any(b <= a for a, b in zip(bins, bins[1:])):
+        raise ConfigError("diagnostics.bins", f"must be increasing edges from 0.0 to 1.0 (bins of t - r), got {bins}")
+
+
+def _validate_latent(cfg: DictConfig) -> None:
+    """The latent DiT task: one cell per process, a DiT that fits the data, guidance, FID, DDP settings."""
+    _choice(cfg, "dataset.name", IMAGE_DATASETS)
+    if not str(_get(cfg, "model.name")).startswith("DiT"):
+        raise ConfigError("model.name", f"the latent_dit task trains a DiT (e.g. model=dit_b_4), "
+                                        f"got {cfg.model.name!r}")
+    for key in ("model.depth", "model.hidden_size", "model.num_heads", "model.patch_size", "dataset.num_classes",
+                "metrics.fid.batch_size", "trainer.num_nodes"):
+        _number(cfg, key, low=0, low_open=True, integer=True)
+    _number(cfg, "model.mlp_ratio", low=0.0, low_open=True)
+    width = cfg.model.hidden_size
+    if width % cfg.model.num_heads or width % 4:
+        raise ConfigError("model.hidden_size", f"must be a multiple of 4 and of model.num_heads "
+                                               f"({cfg.model.num_heads}), got {width}")
+    for key in ("alpha.value", "seed"):
+        if len(as_list(_get(cfg, key))) != 1:
+            raise ConfigError(key, "latent_dit trains one cell per process: give one value and sweep with a per-run "
+                                   "multirun (-m alpha.value=0.0,0.5)")
+    _choice(cfg, "sweep.mode", ("per_run",))
+    for key in ("guidance.label_dropout", "guidance.t_min", "guidance.t_max"):
+        _number(cfg, key, low=0.0, high=1.0)
+    if cfg.guidance.t_min > cfg.guidance.t_max:
+        raise ConfigError("guidance.t_min", f"must be <= guidance.t_max ({cfg.guidance.t_max}), "
+                                            f"got {cfg.guidance.t_min}")
+    _number(cfg, "guidance.omega")
+    _number(cfg, "guidance.mix")
+    _choice(cfg, "trainer.precision", ("32-true", "bf16-mixed"))
+    # Not ddp_spawn: its workers' history and records would stay in the spawned processes.
+    _choice(cfg, "trainer.strategy", ("auto", "ddp"))
+    if _get(cfg, "trainer.threads") is not None:
+        _number(cfg, "trainer.threads", low=1, integer=True)
+    for key in ("eval.fid_samples", "eval.every_n_samples"):  # a covariance needs two samples
+        _number(cfg, key, low=2, integer=True)
+    side = _latent_side(cfg)
+    if side % cfg.model.patch_size:
+        raise ConfigError("model.patch_size", f"must divide the sample size {side}, got {cfg.model.patch_size}")
+    _validate_fid(cfg)
+
+
+def _latent_side(cfg: DictConfig) -> int:
+    """The side of one training sample: from the latent folder's meta.json, or `dataset.image_size`."""
+    if cfg.dataset.name == "digits":
+        _number(cfg, "dataset.image_size", low=8, integer=True)
+        return cfg.dataset.image_size
+    path = _get(cfg, "dataset.path")
+    if path is None:
+        raise ConfigError("dataset.path", "is not set: give the mfsweep-encode output folder "
+                                          "(or set MFSWEEP_IMAGENET_LATENTS)")
+    meta_path = Path(str(path)).expanduser() / "meta.json"
+    if not meta_path.is_file():
+        raise ConfigError("dataset.path", f"no mfsweep-encode output (meta.json) in {Path(str(path)).expanduser()}")
+    meta = json.loads(meta_path.read_text())
+    if not meta.get("complete"):
+        raise ConfigError("dataset.path", f"the encoding in {meta_path.parent} is incomplete: re-run mfsweep-encode")
+    if len(meta["classes"]) != cfg.dataset.num_classes:
+        raise ConfigError("dataset.num_classes", f"{cfg.dataset.num_classes}, but {meta_path.parent} holds "
+                                                 f"{len(meta['classes'])} classes")
+    return int(meta["latent_shape"][-1])
+
+
+def _validate_fid(cfg: DictConfig) -> None:
+    _choice(cfg, "metrics.fid.features", ("inception", "classifier"))
+    if cfg.metrics.fid.features == "inception":
+        try:
+            check_inception_weights(_get(cfg, INCEPTION_WEIGHTS_KEY))
+        except ValueError as err:
+            raise ConfigError(INCEPTION_WEIGHTS_KEY, str(err).removeprefix(f"{INCEPTION_WEIGHTS_KEY}: ")) from None
+    elif cfg.dataset.name != "digits":
+        raise ConfigError("metrics.fid.features", "the classifier features exist for dataset=digits only; "
+                                                  "use inception")
+    stats = _get(cfg, "metrics.fid.reference_stats")
+    if stats is not None and not Path(str(stats)).expanduser().is_file():
+        raise ConfigError("metrics.fid.reference_stats", f"file not found: {Path(str(stats)).expanduser()}")
 
 
 # Each task's own checks, by `dataset.task`; the common ones run for every task.
-TASK_CHECKS = {"toy": _validate_vector, "dgmm": _validate_vector}
+TASK_CHECKS = {"toy": _validate_vector, "dgmm": _validate_vector, "latent_dit": _validate_latent}

@@ -1,8 +1,8 @@
 """Gaussian mixtures with an exact posterior (`dgmm`, DESIGN.md), and the empirical posterior of a finite set.
 
 Both carry the oracle of METHOD.md 3: the exact marginal velocity `v(z, t) = E[v_c | z_t = z]`, the
-fluctuation covariance `Sigma(z, t)` and `sigma2 = tr(Sigma) / d`; the formulas live in
-`mfsweep.method.posterior`.
+fluctuation covariance `Sigma(z, t)`, `sigma2 = tr(Sigma) / d` and exact draws of `x | z_t` (the
+`Posterior` protocol of `mfsweep.tasks.diagnostics`); the formulas live in `mfsweep.method.posterior`.
 """
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from mfsweep.method.posterior import (
     empirical_conditional_covariance,
     empirical_marginal_velocity,
     empirical_sigma2,
+    empirical_posterior_sample,
     gmm_conditional_covariance,
     gmm_marginal_velocity,
+    gmm_posterior_sample,
     gmm_sigma2,
 )
 
@@ -106,6 +108,10 @@ class GaussianMixture:
         """`tr(Sigma(z, t)) / dim`, (...)."""
         return gmm_sigma2(z, t, *self._params(z))
 
+    def sample_posterior(self, z: torch.Tensor, t: Time, n: int, generator: torch.Generator) -> torch.Tensor:
+        """`n` exact draws of `x ~ p(x | z_t = z)`, (..., n, dim): component, then Gaussian conditional."""
+        return gmm_posterior_sample(z, t, *self._params(z), n, generator)
+
 
 class EmpiricalPosterior:
     """The exact posterior of the uniform distribution on a finite set `points` (N, d) (METHOD.md 3).
@@ -142,6 +148,10 @@ class EmpiricalPosterior:
     def sigma2(self, z: torch.Tensor, t: Time) -> torch.Tensor:
         """`tr(Sigma(z, t)) / d`, (...)."""
         return empirical_sigma2(z, t, self._points(z), self.chunk)
+
+    def sample_posterior(self, z: torch.Tensor, t: Time, n: int, generator: torch.Generator) -> torch.Tensor:
+        """`n` exact draws of `x ~ p(x | z_t = z)`, (..., n, d): points picked with the posterior weights."""
+        return empirical_posterior_sample(z, t, self._points(z), n, generator, self.chunk)
 
 
 def three_mode_mixture() -> GaussianMixture:

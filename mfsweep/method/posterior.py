@@ -3,10 +3,11 @@
 
 Path `z_t = (1 - t) x + t e`, `e ~ N(0, I)`, `v_c = e - x`; the marginal velocity is `v = E[v_c | z_t = z]`
 and the fluctuation `delta = v_c - v` has covariance `Sigma = Cov[v_c | z_t = z]`. `sigma2 = tr(Sigma) / d`
-is the scalar-isotropic sigma^2 of METHOD.md 4.
+is the scalar-isotropic sigma^2 of METHOD.md 4. Exact draws of `x ~ p(x | z_t = z)` give fluctuation samples
+`delta = (z - x) / t - v` for the matrix-form alpha* of METHOD.md 4.
 
 Shapes: `z` is `(..., d)`, `t` broadcasts against `(...)` (a float works too); results are `(..., d)`,
-`(..., d, d)` or `(...)`, in the dtype and on the device of `z`.
+`(..., d, d)`, `(...)` or, for `n` draws, `(..., n, d)`, in the dtype and on the device of `z`.
 """
 from __future__ import annotations
 
@@ -114,7 +115,54 @@ def gmm_sigma2(
     return (within + between).reshape(z.shape[:-1])
 
 
+def _draw_count(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    return n
+
+
+def gmm_posterior_sample(
+    z: torch.Tensor, t: Time, means: torch.Tensor, variances: torch.Tensor, weights: torch.Tensor,
+    n: int, generator: torch.Generator,
+) -> torch.Tensor:
+    """`n` exact draws of `x ~ p(x | z_t = z)`, `(..., n, d)`: the component k from its posterior `w_k(z, t)`,
+    then Gaussian conditioning within it, `x | z, k ~ N((t^2 m_k + (1 - t) s_k^2 z) / tau_k^2, s_k^2 t^2 / tau_k^2 I)`
+    with `tau_k^2 = (1 - t)^2 s_k^2 + t^2` (see `_gmm_posterior`). Given x the path fixes
+    `v_c = (z - x) / t`, whose draws have mean `v` and covariance `Sigma` (METHOD.md 1). Draws come from
+    `generator` (components first, then the Gaussian noise), made on its device."""
+    n = _draw_count(n)
+    means, variances, weights = _check_mixture(z, means, variances, weights)
+    zf, tf = _flat_inputs(z, t)
+    w, _, _, _ = _gmm_posterior(zf, tf, means, variances, weights)
+    k = torch.multinomial(w.to(generator.device), n, replacement=True, generator=generator).to(z.device)  # (N, n)
+    noise = torch.randn(*k.shape, zf.shape[1], generator=generator, device=generator.device, dtype=z.dtype).to(z.device)
+    t1, s2 = tf[:, None], variances[k]                                                     # (N, 1), (N, n)
+    tau2 = (1 - t1) ** 2 * s2 + t1**2
+    mean = (t1.pow(2)[..., None] * means[k] + ((1 - t1) * s2)[..., None] * zf[:, None, :]) / tau2[..., None]
+    x = mean + (s2 / tau2).sqrt()[..., None] * t1[..., None] * noise
+    return x.reshape(*z.shape[:-1], n, z.shape[-1])
+
+
 # --- uniform distribution on a finite set -----------------------------------------------------------
+
+def _empirical_logit_factors(
+    z: torch.Tensor, t: Time, points: torch.Tensor, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flattened float64 `z (n, d)`, `t (n,)` and the factors of the posterior logits of x uniform on
+    `points`: `query (n, d + 1) @ keys (N, d + 1).T` is `-||z - (1 - t) x_i||^2 / (2 t^2)` up to a per-z
+    constant (METHOD.md 3's `softmax_i` weights)."""
+    if points.dim() != 2 or points.shape[1] != z.shape[-1] or points.shape[0] == 0:
+        raise ValueError(f"points must be (N, d) with N >= 1 and d = {z.shape[-1]}, got {tuple(points.shape)}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk}")
+    zf, tf = _flat_inputs(z.double(), t)
+    x_all = points.to(device=z.device, dtype=torch.float64)
+    keys = torch.cat([x_all, x_all.pow(2).sum(-1, keepdim=True)], 1)                 # (N, d + 1): x, ||x||^2
+    coef = (1 - tf) / tf.pow(2)
+    # query . key_i = ((1 - t) z . x_i - (1 - t)^2 ||x_i||^2 / 2) / t^2: the logit up to -||z||^2 / (2 t^2)
+    query = torch.cat([zf * coef[:, None], (-0.5 * (1 - tf) * coef)[:, None]], 1)    # (n, d + 1)
+    return zf, tf, query, keys
+
 
 def _empirical_moments(
     z: torch.Tensor, t: Time, points: torch.Tensor, chunk: int, full: bool
@@ -127,22 +175,13 @@ def _empirical_moments(
     Float64 because the logits scale as 1 / t^2: in float32 their rounding error alone swamps
     `tr Cov[x | z] / t^2` at small t.
     """
-    if points.dim() != 2 or points.shape[1] != z.shape[-1] or points.shape[0] == 0:
-        raise ValueError(f"points must be (N, d) with N >= 1 and d = {z.shape[-1]}, got {tuple(points.shape)}")
-    if chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk}")
-    zf, tf = _flat_inputs(z.double(), t)
+    zf, tf, query, keys = _empirical_logit_factors(z, t, points, chunk)
     n, d = zf.shape
     if full:
         chunk = min(chunk, max(1, 2**20 // d**2))          # the (chunk, d, d) outer products stay ~8 MB
-    x_all = points.to(device=z.device, dtype=torch.float64)
-    keys = torch.cat([x_all, x_all.pow(2).sum(-1, keepdim=True)], 1)                 # (N, d + 1): x, ||x||^2
-    coef = (1 - tf) / tf.pow(2)
-    # query . key_i = ((1 - t) z . x_i - (1 - t)^2 ||x_i||^2 / 2) / t^2: the logit up to -||z||^2 / (2 t^2)
-    query = torch.cat([zf * coef[:, None], (-0.5 * (1 - tf) * coef)[:, None]], 1)    # (n, d + 1)
     run_max = torch.full((n,), -torch.inf, dtype=torch.float64, device=z.device)
     acc = None
-    for start in range(0, x_all.shape[0], chunk):
+    for start in range(0, keys.shape[0], chunk):
         key = keys[start:start + chunk]
         logits = query @ key.T                                                       # (n, C)
         new_max = torch.maximum(run_max, logits.amax(-1))
@@ -184,3 +223,29 @@ def empirical_sigma2(z: torch.Tensor, t: Time, points: torch.Tensor, chunk: int 
     _, tf, xbar, m2, _ = _empirical_moments(z, t, points, chunk, full=False)
     tr = (m2 - xbar.pow(2).sum(-1)).clamp_min(0)
     return (tr / (z.shape[-1] * tf.pow(2))).to(z.dtype).reshape(z.shape[:-1])
+
+
+def empirical_posterior_sample(
+    z: torch.Tensor, t: Time, points: torch.Tensor, n: int, generator: torch.Generator, chunk: int = 2048
+) -> torch.Tensor:
+    """`n` exact draws of `x ~ p(x | z_t = z)` for x uniform on `points` (N, d): `(..., n, d)`, each a point
+    of the set picked with the posterior weights `softmax_i(-||z - (1 - t) x_i||^2 / (2 t^2))` (METHOD.md 3).
+
+    Gumbel-max, streamed over chunks of points (memory `O(len(z) * n * chunk)`): the index maximising
+    `logit_i + g_i`, `g_i` i.i.d. standard Gumbel, is distributed as the softmax, and a running maximum over
+    chunks is the maximum over all points. Gumbel noise comes from `generator`, on its device. Needs t > 0.
+    """
+    n = _draw_count(n)
+    zf, tf, query, keys = _empirical_logit_factors(z, t, points, chunk)
+    chunk = max(1, min(chunk, 2**22 // max(1, zf.shape[0] * n)))
+    best = torch.full((zf.shape[0], n), -torch.inf, dtype=torch.float64, device=z.device)
+    index = torch.zeros((zf.shape[0], n), dtype=torch.long, device=z.device)
+    for start in range(0, keys.shape[0], chunk):
+        logits = query @ keys[start:start + chunk].T                                   # (N, C)
+        u = torch.rand(zf.shape[0], n, logits.shape[1], generator=generator, device=generator.device,
+                       dtype=torch.float64).to(z.device)
+        score, arg = (logits[:, None, :] - torch.log(-torch.log(u))).max(-1)            # (N, n)
+        better = score > best
+        best, index = torch.where(better, score, best), torch.where(better, arg + start, index)
+    x = points.to(device=z.device, dtype=z.dtype)[index]
+    return x.reshape(*z.shape[:-1], n, z.shape[-1])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -113,6 +113,16 @@ def _spatial_jvp(jvp_fn: JvpFn, z: torch.Tensor, r: torch.Tensor, t: torch.Tenso
     return jvp_fn(z, r, t, dz, torch.zeros_like(r), torch.zeros_like(t))[1]
 
 
+def _rademacher(z: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator]) -> torch.Tensor:
+    """+-1 entries shaped like `z`, from one generator or one generator per leading slice."""
+    def draw(shape: torch.Size, g: torch.Generator) -> torch.Tensor:
+        return torch.randint(0, 2, shape, generator=g, device=g.device).to(z) * 2 - 1
+
+    if isinstance(generator, torch.Generator):
+        return draw(z.shape, generator)
+    return torch.stack([draw(z.shape[1:], g) for g in generator])
+
+
 @torch.no_grad()
 def hutchinson_jacobian(
     jvp_fn: JvpFn,
@@ -120,21 +130,25 @@ def hutchinson_jacobian(
     r: torch.Tensor,
     t: torch.Tensor,
     n_probes: int,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     *,
     sample_ndim: int = 1,
 ) -> JacobianScalars:
     """Hutchinson estimates of `j_s = xi . J xi / d` and `j_F^2 = ||J xi||^2 / d` (METHOD.md 4), averaged
     over `n_probes` Rademacher probes `xi` (entries +-1 with E[xi xi^T] = I; the lowest-variance probe for
     traces, exact for a diagonal J), one JVP with tangent `(xi, 0, 0)` each. Probes are drawn from
-    `generator` on its own device."""
+    `generator` on its own device; a sequence of generators, one per leading index of `z` (e.g. ensemble
+    member), draws each slice `z[i]`'s probes from its own generator, so a member sees the probes that a
+    single run with that generator sees."""
     if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
         raise ValueError(f"n_probes must be a positive int, got {n_probes!r}")
+    if not isinstance(generator, torch.Generator) and len(generator) != z.shape[0]:
+        raise ValueError(f"generator: one per leading index of z ({z.shape[0]}), got {len(generator)}")
     d = math.prod(z.shape[z.dim() - sample_ndim:])
     j_s = torch.zeros(z.shape[: z.dim() - sample_ndim], dtype=z.dtype, device=z.device)
     j_F2 = torch.zeros_like(j_s)
     for _ in range(n_probes):
-        xi = torch.randint(0, 2, z.shape, generator=generator, device=generator.device).to(z) * 2 - 1
+        xi = _rademacher(z, generator)
         j_xi = _spatial_jvp(jvp_fn, z, r, t, xi)
         j_s += per_sample(xi * j_xi, sample_ndim)
         j_F2 += per_sample(j_xi.pow(2), sample_ndim)
@@ -155,13 +169,29 @@ class AlphaStarEstimate:
     denominator: torch.Tensor
     value: torch.Tensor
 
+    @classmethod
+    def from_sums(cls, numerator: torch.Tensor, denominator: torch.Tensor) -> "AlphaStarEstimate":
+        """The estimate for summed numerators and denominators (over samples, and over measurements)."""
+        return cls(numerator, denominator, _safe_ratio(numerator, denominator).clamp(0.0, 1.0))
+
     @property
     def unclipped(self) -> torch.Tensor:
         return _safe_ratio(self.numerator, self.denominator)
 
 
+class MatrixTerms(NamedTuple):
+    """Per-sample terms of the matrix form, `(..., B)` each (METHOD.md 4): `numerator`
+    `E_m[(hJ delta_m) . ((hJ - I) delta_m)]`, `fluctuation` `E_m ||hJ delta_m||^2` and `bias` `||hJ b||^2`
+    (zeros without a bias). `alpha*_ub` is sum(numerator) / sum(fluctuation), `alpha*_M` adds sum(bias)
+    to the denominator."""
+
+    numerator: torch.Tensor
+    fluctuation: torch.Tensor
+    bias: torch.Tensor
+
+
 @torch.no_grad()
-def alpha_star_matrix(
+def matrix_terms(
     jvp_fn: JvpFn,
     z: torch.Tensor,
     r: torch.Tensor,
@@ -170,15 +200,9 @@ def alpha_star_matrix(
     bias: torch.Tensor | None = None,
     *,
     sample_ndim: int = 1,
-) -> AlphaStarEstimate:
-    """Matrix-form minimiser under parameter isotropy (G ~ I) (METHOD.md 4):
-    `alpha*_M = E[(hJ delta) . ((hJ - I) delta)] / (E||hJ delta||^2 + ||hJ b||^2)`.
-
-    `delta` is `(..., B, M, *sample)`: M draws of the fluctuation `v_c - v` at each z (the inner E is their
-    mean); `bias` `(..., B, *sample)` is the proxy bias `u_bar - v` (None drops the term: `alpha*_ub`).
-    The batch enters as sums of numerators and of denominators, not as a mean of per-sample optima.
-    One JVP with tangent `(delta_m, 0, 0)` per draw gives `J delta_m`.
-    """
+) -> MatrixTerms:
+    """The per-sample terms of `alpha*_M` and `alpha*_ub` (see `alpha_star_matrix`), before the batch sums,
+    so that callers can also sum them over subsets (bins of t - r) or over many measurements."""
     batch_shape = z.shape[: z.dim() - sample_ndim]
     sample_shape = z.shape[z.dim() - sample_ndim:]
     m_axis = len(batch_shape)
@@ -197,11 +221,32 @@ def alpha_star_matrix(
         hj_delta = h * _spatial_jvp(jvp_fn, z, r, t, delta_m)
         num += per_sample(hj_delta * (hj_delta - delta_m), sample_ndim)
         den += per_sample(hj_delta.pow(2), sample_ndim)
-    num, den = num / n_draws, den / n_draws
+    bias_term = torch.zeros_like(num)
     if bias is not None:
-        den = den + per_sample((h * _spatial_jvp(jvp_fn, z, r, t, bias)).pow(2), sample_ndim)
-    num, den = num.sum(-1), den.sum(-1)
-    return AlphaStarEstimate(numerator=num, denominator=den, value=_safe_ratio(num, den).clamp(0.0, 1.0))
+        bias_term = per_sample((h * _spatial_jvp(jvp_fn, z, r, t, bias)).pow(2), sample_ndim)
+    return MatrixTerms(num / n_draws, den / n_draws, bias_term)
+
+
+def alpha_star_matrix(
+    jvp_fn: JvpFn,
+    z: torch.Tensor,
+    r: torch.Tensor,
+    t: torch.Tensor,
+    delta: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    sample_ndim: int = 1,
+) -> AlphaStarEstimate:
+    """Matrix-form minimiser under parameter isotropy (G ~ I) (METHOD.md 4):
+    `alpha*_M = E[(hJ delta) . ((hJ - I) delta)] / (E||hJ delta||^2 + ||hJ b||^2)`.
+
+    `delta` is `(..., B, M, *sample)`: M draws of the fluctuation `v_c - v` at each z (the inner E is their
+    mean); `bias` `(..., B, *sample)` is the proxy bias `u_bar - v` (None drops the term: `alpha*_ub`).
+    The batch enters as sums of numerators and of denominators, not as a mean of per-sample optima.
+    One JVP with tangent `(delta_m, 0, 0)` per draw gives `J delta_m`.
+    """
+    terms = matrix_terms(jvp_fn, z, r, t, delta, bias, sample_ndim=sample_ndim)
+    return AlphaStarEstimate.from_sums(terms.numerator.sum(-1), (terms.fluctuation + terms.bias).sum(-1))
 
 
 def alpha_star_upper_bound(

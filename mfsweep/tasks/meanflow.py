@@ -10,6 +10,9 @@ single run of cell i would.
 from __future__ import annotations
 
 import copy
+import math
+import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,6 +23,20 @@ from mfsweep.method.ema import ema_update
 from mfsweep.method.gradvar import StreamingTotalVariance
 from mfsweep.method.loss import flow_matching_anchor, meanflow_loss
 from mfsweep.method.tangent import boundary_r, mix_tangent
+from mfsweep.tasks.diagnostics import (
+    LOGGED,
+    STATS,
+    DiagnosticsConfig,
+    Posterior,
+    bin_statistics,
+    mean_square,
+    measure,
+    record_summary,
+    sample_fluctuations,
+    summarise,
+)
+
+log = logging.getLogger("mfsweep")
 
 PROXIES = ("conditional", "ema", "oracle")
 
@@ -40,6 +57,7 @@ class OptimConfig:
     grad_clip: float = 1.0
     eval_ema_decay: float = 0.999
     proxy_ema_decay: float = 0.99
+    lr_schedule: str = "constant"  # constant | cosine (to 0 at max_steps)
 
 
 @dataclass(frozen=True)
@@ -81,9 +99,14 @@ def module_kwargs(cfg: Any) -> dict[str, Any]:
         optim=OptimConfig(
             lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
             eval_ema_decay=tr.ema_decay, proxy_ema_decay=cfg.tangent.get("ema_decay", 0.0),
+            lr_schedule=tr.get("lr_schedule", "constant"),
         ),
         grad_var=GradVarConfig(**{k: cfg.grad_var[k] for k in ("every", "replicas", "batch_size")}),
         eval_every=cfg.eval.every,
+        diagnostics=DiagnosticsConfig(
+            **{k: cfg.diagnostics[k] for k in ("every", "batch_size", "n_probes", "n_fluctuations")},
+            bins=tuple(float(b) for b in cfg.diagnostics.bins),
+        ),
     )
 
 
@@ -123,9 +146,11 @@ class MeanFlowModule(L.LightningModule):
         loss: LossConfig,
         optim: OptimConfig,
         oracle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        posterior: Posterior | None = None,
         log_every: int = 50,
         grad_var: GradVarConfig = GradVarConfig(),
         eval_every: int = 0,
+        diagnostics: DiagnosticsConfig = DiagnosticsConfig(),
     ):
         super().__init__()
         if proxy not in PROXIES:
@@ -138,6 +163,8 @@ class MeanFlowModule(L.LightningModule):
         self.proxy, self.oracle = proxy, oracle
         self.loss_cfg, self.optim_cfg, self.log_every, self.grad_var_cfg = loss, optim, log_every, grad_var
         self.eval_every = eval_every
+        self.posterior, self.diag_cfg = posterior, diagnostics
+        self.diag_stats: list[tuple[int, torch.Tensor]] = []  # (step, summed STATS (E, n_bins + 1, S))
         self.n_members = len(alphas)
         self.register_buffer("alphas", torch.tensor(alphas, dtype=torch.float32))
         self.register_buffer("alive", torch.ones(self.n_members, dtype=torch.bool))
@@ -183,6 +210,11 @@ class MeanFlowModule(L.LightningModule):
         """`v_c = e - x` (METHOD.md 1); a guided task replaces it with its guided field."""
         return batch.e - batch.x
 
+    def diagnostics_generators(self) -> torch.Generator | list[torch.Generator] | None:
+        """The diagnostics stream's generator(s), which `draw_batch("diagnostics")` draws from: one per member
+        where the batch has a member axis, a single one where it has none; None: the task has no such stream."""
+        return None
+
     def stream_state(self) -> Any:
         return None
 
@@ -224,6 +256,12 @@ class MeanFlowModule(L.LightningModule):
         return out
 
     # --- Lightning --------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if self.diag_cfg.every and self.diagnostics_generators() is None:
+            log.warning("task %s has no diagnostics stream: diagnostics.every=%d ignored",
+                        self.task_name, self.diag_cfg.every)
+            self.diag_cfg = dataclasses.replace(self.diag_cfg, every=0)
+
     def training_step(self, _batch: Any, _idx: int) -> torch.Tensor:
         losses = self.losses(self.draw_batch())
         total = losses["total"]
@@ -238,10 +276,15 @@ class MeanFlowModule(L.LightningModule):
         # A diverged member's loss is masked out; members never share gradients, so the others go on.
         return torch.where(self.alive, total, torch.zeros_like(total)).sum()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         o = self.optim_cfg
         # Adam(W) is elementwise, so on stacked parameters it is E independent optimizers.
-        return torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        if o.lr_schedule == "constant":
+            return opt
+        total = max(1, self.trainer.max_steps)
+        cosine = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.optim_cfg.grad_clip > 0:
@@ -260,6 +303,9 @@ class MeanFlowModule(L.LightningModule):
             self.log_member_values(self.global_step, self.measure_grad_var())
         if self.eval_every and self.global_step % self.eval_every == 0:
             self.log_member_values(self.global_step, self.evaluate_during_training())
+        every = self.diag_cfg.every
+        if every and self.global_step % every == 0:
+            self.log_member_values(self.global_step, self.measure_diagnostics())
 
     # --- gradient variance (METHOD.md 5) ------------------------------------------------------------
     def member_gradients(self, loss: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
@@ -284,6 +330,61 @@ class MeanFlowModule(L.LightningModule):
                 g_mf = g_mf + self.loss_cfg.anchor_weight * self.member_gradients(losses["anchor"])
             total.add(g_mf)
         return {"diag/grad_var": mf.value().float(), "diag/grad_var_total": total.value().float()}
+
+    # --- diagnostics (METHOD.md 4) -------------------------------------------------------------------
+    @torch.no_grad()
+    def measure_diagnostics(self) -> dict[str, torch.Tensor]:
+        """The ingredients of METHOD.md 4 and the predicted alpha* on a batch of the diagnostics stream, one
+        value per member (`mfsweep.tasks.diagnostics`); the summed statistics are kept for the record.
+
+        The proxy is the cell's own: the proxy EMA at (z, t - D, t), or the oracle. A cell without one
+        (tangent=conditional) is measured against the evaluation EMA at (z, t - D, t), the EMA proxy it could
+        mix in. sigma2 is exact where the dataset has a posterior, else the flow-matching floor
+        `||u_theta(z, t, t) - v_c||^2 / d`: its expectation given z is `tr(Sigma) / d` plus the network's own
+        error `||u_theta(z, t, t) - v||^2 / d`, so it bounds sigma2 from above, tightly once the network has
+        learned v. bias2 is exact against the oracle where known, else the EMA-tracking gap
+        `||u_theta(z, t - D, t) - u_ema(z, t - D, t)||^2 / d`, which is always logged too.
+        """
+        cfg, nd = self.diag_cfg, self.sample_ndim
+        batch = self.draw_batch("diagnostics", cfg.batch_size)
+        gens = self.diagnostics_generators()
+        z = (1 - self._bcast_time(batch.t)) * batch.x + self._bcast_time(batch.t) * batch.e
+        r_near = boundary_r(batch.t, self.loss_cfg.offset)
+        u_near = self.u_fn(self.model, batch)(z, r_near, batch.t)
+        ema = self.proxy_model if self.proxy_model is not None else self.ema
+        u_ema = self.u_fn(ema, batch)(z, r_near, batch.t)
+        gap = mean_square(u_near - u_ema, nd)
+        delta = bias = None
+        if self.posterior is None:
+            v_c = self.conditional_velocity(batch, z)
+            sigma2, bias2 = mean_square(self.u_fn(self.model, batch)(z, batch.t, batch.t) - v_c, nd), gap
+        else:
+            proxy = self.oracle(z, batch.t) if self.proxy == "oracle" else u_ema
+            bias = proxy - self.posterior.marginal_velocity(z, batch.t)
+            sigma2, bias2 = self.posterior.sigma2(z, batch.t), mean_square(bias, nd)
+            delta = sample_fluctuations(self.posterior, z, batch.t, cfg.n_fluctuations, gens)
+        ingredients = measure(self.jvp_fn(batch), z, batch.r, batch.t, generators=gens, n_probes=cfg.n_probes,
+                              sigma2=sigma2, bias2=bias2, gap=gap, delta=delta, bias=bias, sample_ndim=nd)
+        stats = bin_statistics(ingredients, cfg.bins).reshape(self.n_members, len(cfg.bins), len(STATS))
+        self.diag_stats.append((self.global_step, stats.cpu()))
+        values = summarise(stats[:, -1])
+        return {f"diag/{k}": values[k].float() for k in LOGGED if not bool(values[k].isnan().all())}
+
+    def diagnostics_summary(self, member: int) -> dict[str, Any] | None:
+        """The record's `diagnostics` for `member`, or None when nothing was measured: sums over the last half
+        of the measurements (the second half of training, as for grad_var), overall and per t - r bin."""
+        if not self.diag_stats:
+            return None
+        tail = self.diag_stats[-max(1, int(round(len(self.diag_stats) * 0.5))):]
+        summary = record_summary([stats[member] for _, stats in tail], self.diag_cfg.bins)
+        exact = self.posterior is not None
+        summary["measured"] |= {
+            "from_step": tail[0][0],
+            "proxy": {"conditional": "evaluation_ema"}.get(self.proxy, self.proxy),
+            "sigma2_source": "exact" if exact else "flow_matching_floor",
+            "bias2_source": "oracle" if exact else "ema_tracking_gap",
+        }
+        return summary
 
     # --- history ----------------------------------------------------------------------------------
     def _accumulate(self, values: dict[str, torch.Tensor]) -> None:
@@ -313,7 +414,7 @@ class MeanFlowModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["mfsweep"] = {
             "streams": self.stream_state(), "history": self.history, "diverged_step": self.diverged_step,
-            "sums": self._sums, "count": self._count,
+            "sums": self._sums, "count": self._count, "diag_stats": self.diag_stats,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -321,3 +422,4 @@ class MeanFlowModule(L.LightningModule):
         self.load_stream_state(state["streams"])
         self.history, self.diverged_step = state["history"], state["diverged_step"]
         self._sums, self._count = state["sums"], state["count"]
+        self.diag_stats = state.get("diag_stats", [])

@@ -48,11 +48,14 @@ class VectorTask(MeanFlowModule):
         model = EnsembleMLP(len(alphas), dataset.dim, width, depth)
         for i, seed in enumerate(seeds):
             model.init_member(i, generator(seed, "init"))
-        super().__init__(model, list(alphas), oracle=getattr(dataset, "marginal_velocity", None), **kwargs)
+        # Gaussian mixtures and finite sets know their posterior: the oracle proxy and exact diagnostics.
+        posterior = dataset if hasattr(dataset, "sample_posterior") else None
+        oracle = posterior.marginal_velocity if posterior is not None else None
+        super().__init__(model, list(alphas), oracle=oracle, posterior=posterior, **kwargs)
         self.dataset, self.seeds = dataset, list(seeds)
         self.batch_size, self.time_cfg = batch_size, dict(time_cfg)
         self.curve_eval = dict(curve_eval or {"every_n_samples": 2000, "n_steps": 1, "projection_seed": 0})
-        self.streams = {p: VectorStreams(dataset, seeds, p) for p in ("train", "gradvar")}
+        self.streams = {p: VectorStreams(dataset, seeds, p) for p in ("train", "gradvar", "diagnostics")}
 
     @property
     def data_dim(self) -> int:
@@ -60,16 +63,20 @@ class VectorTask(MeanFlowModule):
 
     @classmethod
     def from_config(cls, cfg: Any, alphas: Sequence[float], seeds: Sequence[int]) -> "VectorTask":
-        data_kwargs = {k: v for k, v in cfg.dataset.items() if k not in ("name", "task", "dim")} | {"dim": cfg.dataset.dim}
-        dataset = make_vector_dataset(cfg.dataset.name, **(data_kwargs if cfg.dataset.name == "dgmm" else {}))
+        dataset = make_vector_dataset(**{k: v for k, v in cfg.dataset.items() if k != "task"})
         return cls(dataset, alphas, seeds, width=cfg.model.width, depth=cfg.model.depth,
                    batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
                    curve_eval={k: cfg.eval[k] for k in ("every_n_samples", "n_steps", "projection_seed")},
                    **module_kwargs(cfg))
 
     def draw_batch(self, purpose: str = "train", batch_size: int | None = None) -> Batch:
-        b = self.streams[purpose].draw(batch_size or self.batch_size, self.time_cfg)
+        # Diagnostics draw only r < t: samples with h = 0 add nothing to any sum of METHOD.md 4's alpha*.
+        time_cfg = self.time_cfg | {"ratio": 1.0} if purpose == "diagnostics" else self.time_cfg
+        b = self.streams[purpose].draw(batch_size or self.batch_size, time_cfg)
         return Batch(*(v.to(self.device) for v in (b.x, b.e, b.t, b.r)))
+
+    def diagnostics_generators(self) -> list[torch.Generator]:
+        return self.streams["diagnostics"].generators
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(_Ticks(), batch_size=None)
