@@ -118,6 +118,7 @@ class FID:
                 feature=INCEPTION_FEATURES,
                 reset_real_features=False,
                 feature_extractor_weights_path=str(weights),
+                sync_on_compute=False,  # one process scores its own samples, even inside a DDP job
             ).to(self.device)
             self._uint8 = True
             self._fingerprint = _fingerprint(self._metric.inception, "inception-2048:uint8-round")
@@ -134,7 +135,7 @@ class FID:
         """The torchmetrics metric, built on first need for a custom network (its F known only then)."""
         if self._metric is None:
             self._metric = FrechetInceptionDistance(
-                feature=_Features(self._feature, num_features), reset_real_features=False
+                feature=_Features(self._feature, num_features), reset_real_features=False, sync_on_compute=False
             ).to(self.device)
         return self._metric
 

@@ -1,0 +1,228 @@
+"""The latent DiT task end to end: the ImageNet path in miniature (images -> mfsweep-encode shards with a tiny
+random AutoencoderKL -> guided MeanFlow on the latents -> decoded samples -> Inception FID from a local
+file), the CPU demo (`experiment=digits_dit`), and every bad input named."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_cfg
+from PIL import Image
+
+from mfsweep.cli.train import train
+from mfsweep.data.images import LatentImages
+from mfsweep.data.latents import encode_folder
+from mfsweep.sweep.images import tile
+from mfsweep.sweep.record import read_record
+from mfsweep.tasks.latent import LatentDiTTask
+
+TINY_DIT = ["model=dit_s_4", "model.depth=1", "model.hidden_size=32", "model.num_heads=2", "trainer=dit",
+            "trainer.accelerator=cpu", "trainer.threads=1", "trainer.max_steps=4", "trainer.batch_size=8",
+            "trainer.log_every=2", "trainer.progress=false", "logger=csv", "tangent=ema", "alpha.value=0.5",
+            "grad_var.every=2", "grad_var.replicas=2", "grad_var.batch_size=4", "diagnostics.every=0",
+            "eval.every=0", "eval.n_samples=2"]
+
+
+@pytest.fixture(scope="module")
+def latents(tmp_path_factory) -> Path:
+    """Six random 32x32 PNGs in two classes, encoded by a tiny random AutoencoderKL: 12 latents (4, 16, 16)."""
+    from diffusers import AutoencoderKL
+
+    root = tmp_path_factory.mktemp("latent_task")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        (root / "images" / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"class{i % 2}" / f"{i}.png")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        vae = AutoencoderKL(block_out_channels=(32, 64), latent_channels=4, norm_num_groups=8, layers_per_block=1,
+                            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                            sample_size=32)
+    vae.save_pretrained(root / "vae")
+    encode_folder(root / "images", root / "latents", root / "vae", image_size=32, shard_size=4, progress=False)
+    return root / "latents"
+
+
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory) -> Path:
+    """Random weights in torch-fidelity's Inception layout stand in for the real file (nothing downloads)."""
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+    with torch.random.fork_rng(), mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: None), \
+            mock.patch.object(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None):
+        torch.manual_seed(0)
+        net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    path = tmp_path_factory.mktemp("inception") / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def _imagenet(latents: Path, weights: Path | str, cache: Path, *extra: str) -> list[str]:
+    return ["dataset=imagenet_latents", f"dataset.path={latents}", "dataset.num_classes=2", *TINY_DIT,
+            f"metrics.fid.inception_weights={weights}", f"metrics.fid.cache_dir={cache}", "metrics.fid.batch_size=4",
+            "eval.fid_samples=2", *extra]
+
+
+def test_imagenet_path_in_miniature_writes_a_record_with_fid(tmp_path, latents, inception_weights):
+    cfg = compose_cfg(*_imagenet(latents, inception_weights, tmp_path / "cache"))
+    (rec,) = train(cfg, tmp_path / "run")
+    assert rec["status"] == "completed" and rec["task"] == "latent_dit" and rec["dataset"] == "imagenet_latents"
+    assert rec["steps"] == 4 and rec["dim"] == 4 * 16 * 16 and rec["alpha"] == 0.5
+    assert np.isfinite(rec["metrics"]["fid"]) and rec["metrics"]["fid"] > 0
+    assert rec["metrics"]["grad_var"] > 0 and rec["eval"]["n_samples"] == 2
+    assert "Inception" in rec["eval"]["fid_features"]
+    cell = next((tmp_path / "run").rglob("result.json")).parent
+    assert read_record(cell) is not None
+    s = np.load(cell / "samples.npz")  # decoded images, as FID saw them
+    assert s["generated"].shape == s["reference"].shape == (2, 32, 32, 3) and s["generated"].dtype == np.uint8
+    assert len(list((tmp_path / "cache").glob("fid_reference-*.npz"))) == 1
+
+
+def test_latents_decode_through_the_vae_that_encoded_them(latents):
+    from diffusers import AutoencoderKL
+
+    data = LatentImages(latents)
+    z, y = data.fetch(torch.tensor([0, 5, 7]))
+    assert z.shape == (3, 4, 16, 16) and y.tolist() == [0, 0, 1]  # rows 2i, 2i + 1: image i and its flip
+    vae = AutoencoderKL.from_pretrained(json.loads((latents / "meta.json").read_text())["vae"])
+    with torch.no_grad():
+        direct = vae.decode(z / data.scaling_factor + data.shift_factor).sample
+    torch.testing.assert_close(data.to_images(z), ((direct + 1) / 2).clamp(0, 1))
+
+
+def test_digits_demo_at_a_tiny_step_count_writes_a_record_with_fid(tmp_path):
+    cfg = compose_cfg("experiment=digits_dit", "trainer.max_steps=6", "trainer.progress=false", "model.depth=1",
+                      "eval.every=3", "eval.every_n_samples=50", "eval.fid_samples=200", "eval.n_samples=16",
+                      "diagnostics.every=3", "diagnostics.batch_size=16", f"metrics.fid.cache_dir={tmp_path / 'cache'}",
+                      "trainer.precision=bf16-mixed")  # bf16 forwards, fp32 JVP, through Lightning
+    (rec,) = train(cfg, tmp_path / "run")
+    assert rec["status"] == "completed" and rec["dataset"] == "digits" and rec["dim"] == 256
+    assert np.isfinite(rec["metrics"]["fid"]) and rec["metrics"]["fid"] > 0
+    assert rec["eval"]["fid_reference"].startswith("200 training samples")
+    assert rec["diagnostics"]["kappa"] is not None  # METHOD.md 4's ingredients measured on the DiT
+    cell = next((tmp_path / "run").rglob("result.json")).parent
+    assert np.load(cell / "samples.npz")["generated"].shape == (16, 16, 16, 3)
+    header, *rows = (cell / "history.csv").read_text().splitlines()
+    fid_col = header.split(",").index("eval/fid")
+    assert [r.split(",")[0] for r in rows if r.split(",")[fid_col]] == ["3", "6"]  # FID every eval.every steps
+    # The classifier and the reference statistics were computed once and cached: another cell reuses both.
+    assert len(list((tmp_path / "cache").glob("classifier-*.pt"))) == 1
+    other = LatentDiTTask.from_config(cfg, [0.0], [1])
+    with mock.patch.object(LatentDiTTask, "_images", _never), \
+            mock.patch("mfsweep.metrics.classifier.train_classifier", side_effect=AssertionError("retrained")):
+        assert other.fid().reference_n == 200
+
+
+def _never(self, index):
+    raise AssertionError("reference images recomputed")
+    yield
+
+
+def test_reference_stats_file_stands_in_for_the_reference_set(tmp_path):
+    """An .npz of mu and sigma alone (ADM's layout) becomes the reference; no reference image is read."""
+    base = ["experiment=digits_dit", "model.depth=1", "eval.fid_samples=100", f"metrics.fid.cache_dir={tmp_path}"]
+    mu, sigma, _ = LatentDiTTask.from_config(compose_cfg(*base), [0.0], [0]).fid().reference_stats()
+    np.savez(tmp_path / "stats.npz", mu=mu, sigma=sigma)
+    other = LatentDiTTask.from_config(compose_cfg(*base, f"metrics.fid.reference_stats={tmp_path / 'stats.npz'}"),
+                                      [0.0], [0])
+    with mock.patch.object(LatentDiTTask, "_images", _never):
+        mu2, sigma2, _ = other.fid().reference_stats()
+    np.testing.assert_allclose(mu2, mu, rtol=1e-12)
+    np.testing.assert_allclose(sigma2, sigma, rtol=1e-9, atol=1e-12)
+
+
+def test_streams_resume_exactly_and_the_global_batch_splits_into_rank_slices():
+    task = LatentDiTTask.from_config(compose_cfg("experiment=digits_dit", "model.depth=1", "trainer.batch_size=8"),
+                                     [0.0], [2])
+    task.draw_batch()
+    state = task.stream_state()
+    a = task.draw_batch()
+    task.load_stream_state(state)
+    b = task.draw_batch()
+    for k in ("x", "e", "t", "r", "y"):
+        assert torch.equal(getattr(a, k), getattr(b, k))
+    task.load_stream_state(state)
+    with mock.patch.object(LatentDiTTask, "_world", lambda self: (1, 2)):
+        half = task.draw_batch()
+    assert torch.equal(half.e, a.e[4:]) and torch.equal(half.x, a.x[4:])
+    with mock.patch.object(LatentDiTTask, "_world", lambda self: (0, 3)), \
+            pytest.raises(ValueError, match="trainer.batch_size 8 must be divisible by the number of processes 3"):
+        task.draw_batch()
+
+
+def test_tile_places_each_image_in_row_major_order():
+    images = np.stack([np.full((2, 3, 3), 10 * i, np.uint8) for i in range(5)])
+    mosaic = tile(images, ncols=3, pad=1)
+    assert mosaic.shape == (2 * 3 - 1, 3 * 4 - 1, 3)
+    assert mosaic[0, 0, 0] == 0 and mosaic[0, 4, 0] == 10 and mosaic[3, 0, 0] == 30 and mosaic[3, 4, 0] == 40
+    assert mosaic[3, 8, 0] == 255 and mosaic[2, 0, 0] == 255  # the empty cell and the padding
+    with pytest.raises(ValueError, match="uint8"):
+        tile(images.astype(np.float32))
+
+
+DIGITS_BAD = [
+    (["model.name=MLP"], "model.name"),
+    (["model.patch_size=3"], "model.patch_size"),
+    (["model.hidden_size=30"], "model.hidden_size"),
+    (["model.depth=0"], "model.depth"),
+    (["guidance.label_dropout=1.5"], "guidance.label_dropout"),
+    (["guidance.t_max=-0.1"], "guidance.t_max"),
+    (["guidance.t_min=0.9", "guidance.t_max=0.5"], "guidance.t_min"),  # an empty interval
+    (["alpha.value=[0.0,0.5]"], "alpha.value"),
+    (["seed=[0,1]"], "seed"),
+    (["sweep.mode=packed"], "sweep.mode"),
+    (["trainer.precision=16-mixed"], "trainer.precision"),
+    (["trainer.strategy=ddp_spawn"], "trainer.strategy"),
+    (["trainer.threads=0"], "trainer.threads"),
+    (["eval.fid_samples=1"], "eval.fid_samples"),
+    (["dataset.image_size=4"], "dataset.image_size"),
+    (["metrics.fid.features=clip"], "metrics.fid.features"),
+    (["metrics.fid.reference_stats=/no/such/stats.npz"], "metrics.fid.reference_stats"),
+    (["metrics.fid.features=inception"], "metrics.fid.inception_weights"),  # none given
+]
+
+
+@pytest.mark.parametrize("overrides,key", DIGITS_BAD)
+def test_bad_digits_input_fails_before_training_naming_the_key(tmp_path, overrides, key):
+    with pytest.raises(ValueError, match=f"config key '{key}'"):
+        train(compose_cfg("experiment=digits_dit", *overrides), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_latent_inputs_name_the_key_and_the_path(tmp_path, latents, inception_weights):
+    def fails(key: str, *overrides: str, weights: Path | str = inception_weights, match: str = "") -> None:
+        with pytest.raises(ValueError, match=f"config key '{key}'.*{match}"):
+            train(compose_cfg(*_imagenet(latents, weights, tmp_path / "cache"), *overrides), tmp_path / "run")
+
+    fails("dataset.path", "dataset.path=null", match="mfsweep-encode output folder")
+    fails("dataset.path", f"dataset.path={tmp_path / 'nowhere'}", match=str(tmp_path / "nowhere"))
+    fails("dataset.num_classes", "dataset.num_classes=1000", match="2 classes")
+    fails("metrics.fid.inception_weights", weights=tmp_path / "missing.pth", match=str(tmp_path / "missing.pth"))
+    fails("metrics.fid.inception_weights", weights="null", match="not set")
+    fails("metrics.fid.features", "metrics.fid.features=classifier", match="digits only")
+    fails("model.patch_size", "model.patch_size=5", match="sample size 16")
+    assert not (tmp_path / "run").exists()
+
+
+def test_digit_classifier_is_accurate_and_deterministic_from_its_seed():
+    from mfsweep.data.digits import load_digits_tensor
+    from mfsweep.metrics.classifier import train_classifier
+
+    x, y = load_digits_tensor(16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net = train_classifier(x, y, 10, seed=0)
+        one, again = (train_classifier(x[:256], y[:256], 10, seed=3, epochs=1) for _ in range(2))
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        accuracy = (net(x).argmax(1) == y).float().mean().item()
+    assert accuracy > 0.95  # features that know the digits, so the Frechet distance sees digit quality
+    for a, b in zip(one.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
