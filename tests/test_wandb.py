@@ -6,26 +6,51 @@ from conftest import TINY, compose_cfg
 from wandb_files import run_contents
 
 from mfsweep.cli.train import train
+from mfsweep.tasks.tracking import wandb_run_id
 
 pytestmark = pytest.mark.wandb
 
 
 def test_offline_runs_per_cell_hold_config_history_summary_and_plot(tmp_path):
     tiny = [o for o in TINY if o != "logger=csv"]
-    cfg = compose_cfg(*tiny, "logger=wandb", "tangent=ema", "alpha.value=[0.0,1.0]", "seed=3", "sweep.name=wb-test")
+    cfg = compose_cfg(*tiny, "logger=wandb", "tangent=ema", "alpha.value=[0.0,1.0]", "seed=3", "sweep.name=wb-test",
+                      "logger.tags=[toy,demo]")
     records = train(cfg, tmp_path, "dataset=swiss_roll")
     assert len(records) == 2
     for alpha in (0, 1):
         cell = tmp_path / "dataset=swiss_roll" / f"alpha={alpha},seed=3"
         (run_dir,) = (cell / "wandb").glob("offline-run-*")
         run = run_contents(run_dir)
-        assert run["group"] == "wb-test" and run["job_type"] == "toy"
+        assert (run["group"], run["job_type"], run["tags"]) == ("wb-test", "toy", ["toy", "demo"])
+        assert run["id"] == run["config"]["wandb_run_id"] == wandb_run_id(cell) and run_dir.name.endswith(run["id"])
         assert {k: run["config"][k] for k in ("alpha", "seed", "dataset", "tangent", "dim")} == {
             "alpha": float(alpha), "seed": 3, "dataset": "swiss_roll", "tangent": "ema", "dim": 2}
         steps = [row["_step"] for row in run["history"] if "train/loss_mse" in row]
         assert steps == [10, 20, 30, 40]
         assert all(k.startswith(("train/", "eval/", "diag/", "_")) for row in run["history"] for k in row)
         record = next(r for r in records if r["alpha"] == alpha)
-        assert run["summary"]["eval/sw1"] == pytest.approx(record["metrics"]["sw1"])
+        for key, metric in (("eval/sw1", "sw1"), ("eval/sw2", "sw2"), ("diag/grad_var", "grad_var")):
+            assert run["summary"][key] == pytest.approx(record["metrics"][metric]), key
+        assert run["summary"]["eval/fid"] is None  # every task carries the key; 2-D data has no FID
         assert run["summary"]["eval/samples/_type"] == "image-file"
         assert list((run_dir / "files" / "media" / "images").rglob("*.png"))
+
+
+def test_a_resumed_cell_continues_its_run_id_in_a_second_offline_folder(tmp_path):
+    """Offline, resuming writes a second `offline-run-*-<id>` folder under the same id (`wandb sync` of both
+    continues the one run); the resumed part logs the history restored from the checkpoint again, so it holds
+    the whole history even when the first part was lost with a killed job."""
+    tiny = [o for o in TINY if o not in ("logger=csv", "trainer.max_steps=40")]
+    first = train(compose_cfg(*tiny, "logger=wandb", "trainer.max_steps=20", "alpha.value=0.0", "seed=1"), tmp_path)
+    assert first[0]["steps"] == 20  # its checkpoint (saved at the end of training) is where the second run resumes
+    longer = compose_cfg(*tiny, "logger=wandb", "trainer.max_steps=40", "alpha.value=0.0", "seed=1", "sweep.rerun=all")
+    (record,) = train(longer, tmp_path)
+    assert record["steps"] == 40
+    cell = tmp_path / "alpha=0,seed=1"
+    folders = sorted((cell / "wandb").glob("offline-run-*"))
+    parts = [run_contents(f) for f in folders]
+    assert len(parts) == 2
+    assert {p["id"] for p in parts} == {p["config"]["wandb_run_id"] for p in parts} == {wandb_run_id(cell)}
+    steps = [[row["_step"] for row in p["history"] if "train/loss_mse" in row] for p in parts]
+    assert steps == [[10, 20], [10, 20, 30, 40]]
+    assert parts[1]["summary"]["eval/sw1"] == pytest.approx(record["metrics"]["sw1"])

@@ -3,11 +3,15 @@ fed during training from the module's per-member history, in both execution mode
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning as L
+
+log = logging.getLogger("mfsweep")
 
 
 def wandb_run_id(cell_dir: Path) -> str:
@@ -35,16 +39,44 @@ class CellTracking(L.Callback):
         mode = "offline" if self.cfg.get("offline", True) else "online"
         for cell_dir, config in zip(self.cell_dirs, self.configs):
             Path(cell_dir).mkdir(parents=True, exist_ok=True)
+            run_id = wandb_run_id(cell_dir)
+            # Offline, a resumed cell writes a second offline-run-*-<id> folder; the id in the config finds
+            # the parts (`wandb sync` of all of them continues the one run, in order of start time).
             self.runs.append(wandb.init(
                 project=self.cfg.get("project", "mfsweep"), entity=self.cfg.get("entity"), group=self.group,
-                job_type=self.job_type, tags=list(self.cfg.get("tags") or []), config=config,
-                name=Path(cell_dir).name, id=wandb_run_id(cell_dir), resume="allow", dir=str(cell_dir), mode=mode,
+                job_type=self.job_type, tags=list(self.cfg.get("tags") or []), config=config | {"wandb_run_id": run_id},
+                name=Path(cell_dir).name, id=run_id, resume="allow", dir=str(cell_dir), mode=mode,
                 reinit="create_new", settings=wandb.Settings(silent=True, console="off"),
             ))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.start()
+        if trainer.is_global_zero:  # one W&B run per cell, not one per DDP process
+            self.start()
+            self.replay(pl_module)
+
+    def replay(self, pl_module: Any) -> None:
+        """Log the history a resumed cell restored from its checkpoint again, from the run's current step on
+        (0 offline; the server's next step online). A preempted job's offline run folder can hold none of it:
+        wandb's service buffers and dies with the job before flushing. Once synced, W&B ignores rows for steps
+        it already has, so nothing counts twice."""
+        with self._guarded("replaying the restored history"):
+            for run, rows in zip(self.runs, pl_module.history):
+                for row in rows:
+                    if row["step"] >= run.step:
+                        run.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+
+    @contextmanager
+    def _guarded(self, what: str) -> Iterator[None]:
+        """W&B never fails a cell. On a preemption SLURM stops wandb's service with the rest of the job while
+        this process trains on to the next step boundary (and its checkpoint), so logging can break. The runs
+        are then dropped; the record and history.csv are unaffected, and a resumed cell replays its history."""
+        try:
+            yield
+        except Exception as exc:
+            log.warning("W&B failed while %s (%s: %s); no more W&B logging in this process", what,
+                        type(exc).__name__, exc)
+            self.runs = []
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *_: Any) -> None:
         self.drain(pl_module)
@@ -54,21 +86,23 @@ class CellTracking(L.Callback):
 
     def drain(self, pl_module: Any) -> None:
         pending, pl_module.pending = pl_module.pending, []
-        for step, rows in pending:
-            for run, row in zip(self.runs, rows):
-                run.log({k: v for k, v in row.items() if k != "step"}, step=step)
+        with self._guarded("logging the history"):
+            for step, rows in pending:
+                for run, row in zip(self.runs, rows):
+                    run.log({k: v for k, v in row.items() if k != "step"}, step=step)
 
     def finish(self, summaries: Sequence[dict[str, Any]], figures: Sequence[Any], exit_code: int = 0) -> None:
-        """Write each run's summary (`eval/...` keys) and sample plot, then close it."""
+        """Write each run's summary (`eval/...` keys, null where not measured) and sample plot, then close it."""
         if not self.runs:
             return
         import wandb
 
-        for run, summary, fig in zip(self.runs, summaries, figures):
-            for k, v in summary.items():
-                if v is not None:
+        with self._guarded("writing the summary"):
+            for run, summary, fig in zip(self.runs, summaries, figures):
+                # Commit the last step's row (with the plot) first: committed later, its values (e.g. the last
+                # diag/grad_var) would overwrite the summary's.
+                run.log({"eval/samples": wandb.Image(fig)} if fig is not None else {}, commit=True)
+                for k, v in summary.items():
                     run.summary[k] = v
-            if fig is not None:
-                run.log({"eval/samples": wandb.Image(fig)})
-            run.finish(exit_code=exit_code)
+                run.finish(exit_code=exit_code)
         self.runs = []
