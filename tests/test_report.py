@@ -134,7 +134,7 @@ def test_best_alpha_and_paired_difference_on_intact_sweep(tiny_sweep):
     assert head["1 - 0 (paired)"]["sem"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(2), rel=1e-9)
     fixed, varying = report.tables["settings"].rows[0]["loss keys held fixed across alpha"], \
         report.tables["settings"].rows[0]["loss keys that vary with alpha"]
-    assert fixed["anchor_weight"] == 0.0 and fixed["adaptive_p"] == 1.0 and varying == {}
+    assert fixed["anchor_weight"] == 0.0 and fixed["adaptive_p"] == 0.0 and varying == {}
 
 
 def _synthetic(root: Path, sw1: dict[float, list[float]], diagnostics: bool = False) -> None:
