@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from hydra_plugins.mfsweep_sweeper.mfsweep_sweeper import pack
 from mfsweep.cli.train import CONF_DIR
 from mfsweep.cli.validate import ConfigError
-from mfsweep.sweep.cells import context_name
+from mfsweep.sweep.cells import MAX_CONTEXT, context_name
 
 
 def _launcher(*overrides: str) -> dict:
@@ -57,6 +57,14 @@ def test_launcher_keys_do_not_change_the_cells_folders():
     cell = ["dataset=swiss_roll", "tangent=ema", "trainer.max_steps=300"]
     assert context_name(cell + ["launcher=slurm", "launcher.partition=gpu", "hydra.launcher.qos=high"]) == \
         context_name(cell) == "dataset=swiss_roll,tangent=ema,trainer.max_steps=300"
+
+
+def test_a_long_context_becomes_a_short_stable_folder_name():
+    many = [f"dataset.extra_key_number_{i}=value_{i}" for i in range(20)]
+    name = context_name(many)
+    assert len(name) == MAX_CONTEXT and name.startswith("dataset.extra_key_number_0=value_0,")
+    assert name == context_name(list(reversed(many)))
+    assert name != context_name(many[:-1] + ["dataset.extra_key_number_19=value_X"])
 
 
 def test_packed_mode_makes_one_job_per_dataset():

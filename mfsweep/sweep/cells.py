@@ -7,6 +7,7 @@ trained it: a re-launched sweep finds its finished cells there and skips them.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from mfsweep.sweep.record import read_record, round_alpha
 
 # Overrides that do not change what a cell computes, so they must not change its folder.
 NEUTRAL_PREFIXES = ("hydra", "launcher", "logger", "sweep.", "trainer.progress", "trainer.accelerator", "trainer.devices")
+# File systems cap a folder name at 255 bytes; a longer context keeps a readable prefix and a hash of the whole.
+MAX_CONTEXT = 240
 RERUN_CHOICES = {"none": (), "failed": ("failed", "diverged"), "all": ("completed", "failed", "diverged")}
 
 
@@ -35,14 +38,21 @@ def cell_name(alpha: float, seed: int) -> str:
 
 
 def context_name(overrides: Iterable[str], packed_keys: Sequence[str] = ("alpha.value", "seed")) -> str:
-    """The folder name for a job's other overrides, sorted: `dataset=swiss_roll,trainer.max_steps=300`."""
+    """The folder name for a job's other overrides, sorted: `dataset=swiss_roll,trainer.max_steps=300`.
+
+    Names longer than `MAX_CONTEXT` become their first characters plus `~` and a hash of the full name, so
+    the same overrides always map to the same folder."""
     kept = []
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+~")
         if key in packed_keys or key.startswith(NEUTRAL_PREFIXES):
             continue
         kept.append(re.sub(r"[^A-Za-z0-9_.=,\-+]", "_", o.lstrip("+~")))
-    return ",".join(sorted(kept))
+    name = ",".join(sorted(kept))
+    if len(name) <= MAX_CONTEXT:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return f"{name[:MAX_CONTEXT - len(digest) - 1]}~{digest}"
 
 
 def plan_cells(root: Path, context: str, alphas: Sequence[float], seeds: Sequence[int]) -> list[Cell]:

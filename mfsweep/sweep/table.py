@@ -74,7 +74,9 @@ class Table:
     def text(self) -> str:
         lines = [[f"*{c}*" if (i, j) in self.bold else c for j, c in enumerate(row)]
                  for i, row in enumerate(self.cells)]
-        return "\n".join([self.title, _aligned(self.columns, lines)] + ([self.note] if self.note else []))
+        # Plain text has no bold: the emphasised cells wear asterisks, and the legend says so.
+        note = self.note.replace("Bold:", "*...*:", 1) if self.bold else self.note
+        return "\n".join([self.title, _aligned(self.columns, lines)] + ([note] if note else []))
 
     def markdown(self) -> str:
         esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
