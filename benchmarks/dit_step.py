@@ -27,7 +27,6 @@ from typing import Any, Callable
 
 import torch
 
-from mfsweep.method.ema import ema_update
 from mfsweep.tasks.latent import GuidanceConfig, LatentDiTTask
 from mfsweep.tasks.meanflow import LossConfig, OptimConfig
 
@@ -85,16 +84,9 @@ def make_step(impl: str, recipe: str, model_cfg: dict, batch: int, device: torch
             losses = task.losses(task.draw_batch())
         losses["total"].sum().backward()
         opt.step()
-        ema_updates(task)
+        task.update_emas()
 
     return step
-
-
-def ema_updates(task: LatentDiTTask) -> None:
-    """The EMA part of `MeanFlowModule.on_train_batch_end` (the rest of that hook needs a trainer)."""
-    ema_update(list(task.ema.parameters()), list(task.model.parameters()), task.optim_cfg.eval_ema_decay)
-    if task.proxy_model is not None:
-        ema_update(list(task.proxy_model.parameters()), list(task.model.parameters()), task.optim_cfg.proxy_ema_decay)
 
 
 def measure(step: Callable[[], None], device: torch.device, steps: int, repeats: int, warmup: int) -> dict[str, Any]:

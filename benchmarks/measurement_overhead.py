@@ -16,7 +16,6 @@ import time
 from hydra import compose, initialize_config_dir
 
 from mfsweep.cli.train import CONF_DIR
-from mfsweep.method.ema import ema_update
 from mfsweep.tasks.vector import VectorTask
 
 
@@ -38,8 +37,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         task.losses(task.draw_batch())["total"].sum().backward()
         opt.step()
-        ema_update(list(task.ema.parameters()), list(task.model.parameters()), cfg.trainer.ema_decay)
-        ema_update(list(task.proxy_model.parameters()), list(task.model.parameters()), cfg.tangent.ema_decay)
+        task.update_emas()
         spent["training"] += time.perf_counter() - start
         for name, (every, measure) in measures.items():
             if every and step % every == 0:

@@ -38,7 +38,6 @@ def train_only(steps: int, members: list[tuple[float, int]]) -> float:
     from hydra import compose, initialize_config_dir
 
     from mfsweep.cli.train import CONF_DIR
-    from mfsweep.method.ema import ema_update
     from mfsweep.tasks.vector import VectorTask
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -50,8 +49,7 @@ def train_only(steps: int, members: list[tuple[float, int]]) -> float:
         opt.zero_grad(set_to_none=True)
         task.losses(task.draw_batch())["total"].sum().backward()
         opt.step()
-        ema_update(list(task.ema.parameters()), list(task.model.parameters()), 0.999)
-        ema_update(list(task.proxy_model.parameters()), list(task.model.parameters()), 0.99)
+        task.update_emas()
     return time.perf_counter() - start
 
 

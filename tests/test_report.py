@@ -199,3 +199,13 @@ def test_cli_prints_tables_and_the_page(broken, capsys):
     out = capsys.readouterr().out
     assert "alpha = 0 vs best alpha vs alpha = 1" in out and "SW1 by setting and alpha" in out
     assert str(broken / "report.html") in out
+
+
+def test_each_format_writes_the_emphasis_legend_in_its_own_marker():
+    from mfsweep.sweep.table import Table
+
+    table = Table("t", ["a", "b"], [{}], [["0.1", "0.2"]], bold={(0, 1)}, note="Extra.", bold_means="the best.")
+    assert table.text().endswith("*...*: the best. Extra.") and "*0.2*" in table.text()
+    assert table.markdown().endswith("Bold: the best. Extra.") and "**0.2**" in table.markdown()
+    assert "<p class='note'>Bold: the best. Extra.</p>" in table.html()
+    assert Table("t", ["a"], [{}], [["0.1"]], note="Extra.", bold_means="the best.").text().endswith("\nExtra.")

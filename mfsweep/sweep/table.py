@@ -62,7 +62,8 @@ def _aligned(header: list[str], lines: list[list[str]]) -> str:
 @dataclass
 class Table:
     """`rows[i][columns[j]]` is the plain value (number, string, None or a `Row.stat` dict) that
-    `cells[i][j]` displays; `bold` holds the (i, j) to emphasise (the best alpha of a row)."""
+    `cells[i][j]` displays; `bold` holds the (i, j) to emphasise (the best alpha of a row) and `bold_means`
+    what the emphasis means, which each format prefixes with its own marker."""
 
     title: str
     columns: list[str]
@@ -70,12 +71,17 @@ class Table:
     cells: list[list[str]]
     bold: set[tuple[int, int]] = field(default_factory=set)
     note: str = ""
+    bold_means: str = ""
+
+    def legend(self, marker: str) -> str:
+        """The note, after the emphasis legend written with `marker` (`Bold`, or `*...*` in plain text)."""
+        legend = f"{marker}: {self.bold_means}" if self.bold and self.bold_means else ""
+        return " ".join(part for part in (legend, self.note) if part)
 
     def text(self) -> str:
         lines = [[f"*{c}*" if (i, j) in self.bold else c for j, c in enumerate(row)]
                  for i, row in enumerate(self.cells)]
-        # Plain text has no bold: the emphasised cells wear asterisks, and the legend says so.
-        note = self.note.replace("Bold:", "*...*:", 1) if self.bold else self.note
+        note = self.legend("*...*")
         return "\n".join([self.title, _aligned(self.columns, lines)] + ([note] if note else []))
 
     def markdown(self) -> str:
@@ -84,14 +90,16 @@ class Table:
         for i, row in enumerate(self.cells):
             lines.append("| " + " | ".join(f"**{esc(c)}**" if (i, j) in self.bold else esc(c)
                                            for j, c in enumerate(row)) + " |")
-        return "\n".join(lines + ([f"\n{self.note}"] if self.note else []))
+        note = self.legend("Bold")
+        return "\n".join(lines + ([f"\n{note}"] if note else []))
 
     def html(self) -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join("<tr>" + "".join(f"<td><b>{html.escape(c)}</b></td>" if (i, j) in self.bold
                                         else f"<td>{html.escape(c)}</td>" for j, c in enumerate(row)) + "</tr>"
                        for i, row in enumerate(self.cells))
-        note = f"<p class='note'>{html.escape(self.note)}</p>" if self.note else ""
+        note = self.legend("Bold")
+        note = f"<p class='note'>{html.escape(note)}</p>" if note else ""
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
 
 
@@ -170,8 +178,8 @@ def grid_table(settings: list[Setting], metric: str, title: str) -> Table:
         rows.append({"setting": s.label} | dict(zip(columns[1:], stats)))
         cells.append([s.label] + [stat_text(st, _formatter(metric)) for st in stats])
         bold |= {(i, j + 1) for j, a in enumerate(alphas) if a == best}
-    note = f"Bold: the lowest mean {metric.upper()} of the row among alphas with every seed completed."
-    return Table(title, columns, rows, cells, bold, note)
+    means = f"the lowest mean {metric.upper()} of the row among alphas with every seed completed."
+    return Table(title, columns, rows, cells, bold, bold_means=means)
 
 
 def settings_table(settings: list[Setting], held: list[tuple[dict, dict]]) -> Table:

@@ -292,10 +292,14 @@ class MeanFlowModule(L.LightningModule):
             norms = clip_grad_norm_per_member(list(self.model.parameters()), self.optim_cfg.grad_clip, stacked)
             self._accumulate({"train/grad_norm": norms})
 
-    def on_train_batch_end(self, *_: Any) -> None:
+    def update_emas(self) -> None:
+        """One step of the evaluation EMA and, for the EMA tangent, of the proxy's own EMA."""
         ema_update(list(self.ema.parameters()), list(self.model.parameters()), self.optim_cfg.eval_ema_decay)
         if self.proxy_model is not None:
             ema_update(list(self.proxy_model.parameters()), list(self.model.parameters()), self.optim_cfg.proxy_ema_decay)
+
+    def on_train_batch_end(self, *_: Any) -> None:
+        self.update_emas()
         if self.global_step % self.log_every == 0 or self.global_step == self.trainer.max_steps:
             self._flush(self.global_step)
         every = self.grad_var_cfg.every
