@@ -8,7 +8,7 @@ step against the same step written the plain way (issue 5 benchmark).
 A step is draw + loss + backward + AdamW + both EMA updates of `LatentDiTTask` (guidance omega 1 / mix 0.5,
 label dropout 0.1, logit-normal(-0.4, 1) times with 25% r != t), at two recipes:
 - `alpha=0`: vanilla MF-B/4 (conditional tangent, adaptive weight p = 1);
-- `corner`: alpha = 1 with the EMA tangent and the anchor (weight 0.1), adaptive weight off (METHOD.md 3).
+- `corner`: alpha = 1 with the EMA tangent and the anchor (weight 0.1), adaptive weight off (docs/method.md 3).
 Implementations:
 - `mfsweep`: the task as trained: forward-mode AD only on the r < t rows, math attention there, fused SDPA
   for every plain forward (the r = t rows, guidance, EMA proxy, anchor); fp32, or bf16 forwards with `--bf16`.

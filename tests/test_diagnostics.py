@@ -1,4 +1,4 @@
-"""Diagnostics during training (METHOD.md 4): the global aggregation against brute-force minimisation of the
+"""Diagnostics during training (docs/method.md 4): the global aggregation against brute-force minimisation of the
 summed MSE, Hutchinson inside training against the model's explicit Jacobian, the oracle's zero bias, the
 record's diagnostics for DGMM (oracle, EMA), finite toy and plain toy cells, packed = per-run."""
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _ingredients(seed: int, e: int = 2, b: int = 50, with_matrix: bool = True) -
 
 
 def _summed_mse(alpha: torch.Tensor, ing: list[Ingredients], member: int, mask=lambda h: h >= 0) -> torch.Tensor:
-    """METHOD.md 4's per-sample MSE(alpha)/d summed over every sample of every measurement."""
+    """docs/method.md 4's per-sample MSE(alpha)/d summed over every sample of every measurement."""
     total = torch.zeros_like(alpha)
     for i in ing:
         h, s, f = i.h[member], i.jacobian.j_s[member], i.jacobian.j_F2[member]

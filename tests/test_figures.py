@@ -1,4 +1,4 @@
-"""The paper's figures (METHOD.md 5): Figure 1's tr(A Sigma A^T) and Figure 4's loss variance against hand
+"""The paper's figures (docs/method.md 5): Figure 1's tr(A Sigma A^T) and Figure 4's loss variance against hand
 formulas (linear models, the exact flow of a single Gaussian), and the figure builders on real inputs."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gradient variance (METHOD.md 5) against a brute-force loop over replicas."""
+"""Gradient variance (docs/method.md 5) against a brute-force loop over replicas."""
 from __future__ import annotations
 
 import numpy as np

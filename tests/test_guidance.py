@@ -1,4 +1,4 @@
-"""Guided MeanFlow (METHOD.md 2, class conditioning): the guided field, label dropout, and how the latent DiT
+"""Guided MeanFlow (docs/method.md 2, class conditioning): the guided field, label dropout, and how the latent DiT
 task applies them."""
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ def test_digits_demo_at_a_tiny_step_count_writes_a_record_with_fid(tmp_path):
     assert rec["status"] == "completed" and rec["dataset"] == "digits" and rec["dim"] == 256
     assert np.isfinite(rec["metrics"]["fid"]) and rec["metrics"]["fid"] > 0
     assert rec["eval"]["fid_reference"].startswith("200 training samples")
-    assert rec["diagnostics"]["kappa"] is not None  # METHOD.md 4's ingredients measured on the DiT
+    assert rec["diagnostics"]["kappa"] is not None  # docs/method.md 4's ingredients measured on the DiT
     cell = next((tmp_path / "run").rglob("result.json")).parent
     assert np.load(cell / "samples.npz")["generated"].shape == (16, 16, 16, 3)
     header, *rows = (cell / "history.csv").read_text().splitlines()

@@ -1,4 +1,4 @@
-"""The MeanFlow loss with tangent mixing (METHOD.md 2-3) against hand computation and finite differences."""
+"""The MeanFlow loss with tangent mixing (docs/method.md 2-3) against hand computation and finite differences."""
 from __future__ import annotations
 
 import functools

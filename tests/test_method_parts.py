@@ -1,4 +1,4 @@
-"""Time sampling, samplers and the EMA (METHOD.md 2)."""
+"""Time sampling, samplers and the EMA (docs/method.md 2)."""
 from __future__ import annotations
 
 import pytest

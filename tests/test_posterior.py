@@ -1,4 +1,4 @@
-"""Exact posteriors (METHOD.md 1, 3): Gaussian-mixture and finite-set oracles against Monte Carlo, brute
+"""Exact posteriors (docs/method.md 1, 3): Gaussian-mixture and finite-set oracles against Monte Carlo, brute
 force and hand-computed limits; the GaussianMixture dataset's sampling, seeding and validation."""
 from __future__ import annotations
 

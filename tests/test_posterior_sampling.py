@@ -1,4 +1,4 @@
-"""Exact draws of x | z_t (METHOD.md 1, 3; used by the matrix-form alpha* of METHOD.md 4): their v_c = (z - x) / t
+"""Exact draws of x | z_t (docs/method.md 1, 3; used by the matrix-form alpha* of docs/method.md 4): their v_c = (z - x) / t
 has the oracle's mean v and covariance Sigma (Gaussian mixture), and the empirical sampler picks the set's
 points with the brute-force posterior weights; the finite toy set's oracle against brute force."""
 from __future__ import annotations

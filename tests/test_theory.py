@@ -1,4 +1,4 @@
-"""The optimal alpha of METHOD.md 4: scalar-isotropic closed form against brute-force minimisation of the
+"""The optimal alpha of docs/method.md 4: scalar-isotropic closed form against brute-force minimisation of the
 MSE, the matrix form against hand computation on linear models, and Hutchinson's Jacobian scalars."""
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_mse_curve_is_method_formula_for_isotropic_jacobian():
 
 @pytest.mark.parametrize("h, j_s, j_F2", [(0.4, 2.0, 9.0), (0.8, -1.0, 4.0), (0.5, 3.0, 6.5), (0.9, 1e-3, 2.0)])
 def test_general_c_gives_minimiser_of_general_scalar_mse(h, j_s, j_F2):
-    """For a non-isotropic J the METHOD.md 4 MSE in (j_s, j_F^2) is minimised at alpha_star(c = h j_F^2 / j_s)."""
+    """For a non-isotropic J the docs/method.md 4 MSE in (j_s, j_F^2) is minimised at alpha_star(c = h j_F^2 / j_s)."""
     sigma2, bias2 = 1.0, 0.3
     a = GRID
     general = sigma2 * (h**2 * (1 - a) ** 2 * j_F2 - 2 * h * (1 - a) * j_s + 1) + a**2 * h**2 * j_F2 * bias2

@@ -2,7 +2,7 @@
 
 With `sweep.mode=packed`, a multirun sweep over one of `sweep.packed_keys` (alpha.value, seed) is not
 expanded into jobs but handed to each job as one list (`alpha.value=[0.0,0.1,...]`), so one process trains
-every alpha x seed cell of, say, one dataset (DESIGN.md, "Execution modes"). The command line and the
+every alpha x seed cell of, say, one dataset (docs/design.md, "Execution modes"). The command line and the
 sweep files are the same in both modes; other swept keys (dataset, dim) still make one job each.
 """
 

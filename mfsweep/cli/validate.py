@@ -14,7 +14,7 @@ from mfsweep.method.time import TIME_DISTRIBUTIONS
 from mfsweep.sweep.cells import RERUN_CHOICES
 from mfsweep.tasks.meanflow import PROXIES
 
-# Datasets whose posterior is known exactly (METHOD.md 3), so that tangent=oracle exists: Gaussian
+# Datasets whose posterior is known exactly (docs/method.md 3), so that tangent=oracle exists: Gaussian
 # mixtures, and any vector set made finite with `dataset.finite_size` (its empirical posterior).
 EXACT_POSTERIOR = ("dgmm",)
 

@@ -1,5 +1,5 @@
 """Datasets. Vector datasets expose `dim` and `sample(n, generator)`; those with an exact posterior (Gaussian
-mixtures, finite sets) also expose `marginal_velocity(z, t)` (the oracle proxy of METHOD.md 3), `sigma2` and
+mixtures, finite sets) also expose `marginal_velocity(z, t)` (the oracle proxy of docs/method.md 3), `sigma2` and
 `sample_posterior`."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A fixed finite sample of a vector dataset (`dataset.finite_size`), so that its empirical distribution is
-the training distribution and the oracle of METHOD.md 3 is exact for it."""
+the training distribution and the oracle of docs/method.md 3 is exact for it."""
 from __future__ import annotations
 
 from numbers import Integral

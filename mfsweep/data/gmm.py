@@ -1,6 +1,6 @@
-"""Gaussian mixtures with an exact posterior (`dgmm`, DESIGN.md), and the empirical posterior of a finite set.
+"""Gaussian mixtures with an exact posterior (`dgmm`, docs/design.md), and the empirical posterior of a finite set.
 
-Both carry the oracle of METHOD.md 3: the exact marginal velocity `v(z, t) = E[v_c | z_t = z]`, the
+Both carry the oracle of docs/method.md 3: the exact marginal velocity `v(z, t) = E[v_c | z_t = z]`, the
 fluctuation covariance `Sigma(z, t)`, `sigma2 = tr(Sigma) / d` and exact draws of `x | z_t` (the
 `Posterior` protocol of `mfsweep.tasks.diagnostics`); the formulas live in `mfsweep.method.posterior`.
 """
@@ -97,7 +97,7 @@ class GaussianMixture:
         return (self.means[k] + self.scale * noise).float()
 
     def marginal_velocity(self, z: torch.Tensor, t: Time) -> torch.Tensor:
-        """The exact oracle `v(z, t)` (METHOD.md 3), (..., dim)."""
+        """The exact oracle `v(z, t)` (docs/method.md 3), (..., dim)."""
         return gmm_marginal_velocity(z, t, *self._params(z))
 
     def conditional_covariance(self, z: torch.Tensor, t: Time) -> torch.Tensor:
@@ -114,7 +114,7 @@ class GaussianMixture:
 
 
 class EmpiricalPosterior:
-    """The exact posterior of the uniform distribution on a finite set `points` (N, d) (METHOD.md 3).
+    """The exact posterior of the uniform distribution on a finite set `points` (N, d) (docs/method.md 3).
 
     Its oracle is exact ONLY when training draws x from this same finite set; against a continuous data
     distribution it is the memorising velocity field of the sample, a biased proxy.
@@ -155,7 +155,7 @@ class EmpiricalPosterior:
 
 
 def three_mode_mixture() -> GaussianMixture:
-    """The 2-D three-mode mixture of the paper's Figure 1 (METHOD.md 5): equal weights, std 0.25, means on
+    """The 2-D three-mode mixture of the paper's Figure 1 (docs/method.md 5): equal weights, std 0.25, means on
     an equilateral triangle of circumradius 2 (angles 90, 210 and 330 degrees), so the modes are well
     separated at the data end and their conditional paths overlap in between."""
     angles = torch.tensor([90.0, 210.0, 330.0], dtype=torch.float64) * (math.pi / 180)

@@ -1,4 +1,4 @@
-"""Exponential moving average of parameters (METHOD.md 2-3: evaluation EMA and the EMA proxy)."""
+"""Exponential moving average of parameters (docs/method.md 2-3: evaluation EMA and the EMA proxy)."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -1,4 +1,4 @@
-"""Total gradient variance over independent minibatches (METHOD.md 5).
+"""Total gradient variance over independent minibatches (docs/method.md 5).
 
 Every K steps draw R independent minibatches, compute each minibatch gradient g_i (flattened, all
 parameters, before clipping) and report `sum_i ||g_i - mean g||^2 / (R - 1)`. Gradients arrive one

@@ -1,4 +1,4 @@
-"""Class conditioning for MeanFlow: label dropout and guidance-in-training (METHOD.md 2, "Class conditioning").
+"""Class conditioning for MeanFlow: label dropout and guidance-in-training (docs/method.md 2, "Class conditioning").
 
 MeanFlow bakes classifier-free guidance into training: the conditional velocity is replaced by the guided
 field `v_g`, so the one-step sampler needs no guidance at inference. Every random number is drawn by the
@@ -12,12 +12,12 @@ import torch
 def guided_velocity(
     v_c: torch.Tensor, u_cond: torch.Tensor, u_uncond: torch.Tensor, omega: float, mix: float
 ) -> torch.Tensor:
-    """`v_g = omega * v_c + mix * u(z, t, t | y) + (1 - omega - mix) * u(z, t, t | none)` (METHOD.md 2).
+    """`v_g = omega * v_c + mix * u(z, t, t | y) + (1 - omega - mix) * u(z, t, t | none)` (docs/method.md 2).
 
     `u_cond` and `u_uncond` are the network's instantaneous velocities (r = t) with and without the label,
     under stop-gradient (the caller evaluates them without a graph). `v_g` replaces `v_c` everywhere: the
     target, the conditional part of the tangent and the anchor. `omega = 1, mix = 0` gives `v_c` back.
-    MeanFlow's names are `w` and `kappa`; METHOD.md renames them to keep `kappa` for section 4.
+    MeanFlow's names are `w` and `kappa`; docs/method.md renames them to keep `kappa` for section 4.
     """
     return omega * v_c + mix * u_cond + (1.0 - omega - mix) * u_uncond
 

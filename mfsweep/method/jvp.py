@@ -1,4 +1,4 @@
-"""The one forward-mode JVP of MeanFlow (METHOD.md 2).
+"""The one forward-mode JVP of MeanFlow (docs/method.md 2).
 
 Across mfsweep a *JVP function* has the signature `jvp_fn(z, r, t, dz, dr, dt) -> (u, du)`: `u` is
 `u_theta(z, r, t)` (carrying the autograd graph to the parameters) and `du` its directional derivative

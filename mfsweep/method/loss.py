@@ -1,5 +1,5 @@
 """The MeanFlow loss with tangent mixing, adaptive weighting and the flow-matching anchor
-(METHOD.md 2 and 3).
+(docs/method.md 2 and 3).
 
 Shapes: a batch is `(..., B, *sample)` where `sample` has `sample_ndim` dims (1 for vectors in R^d,
 3 for latents `(C, H, W)`); leading dims (e.g. ensemble members `E`) pass through. Times are `(..., B)`.
@@ -26,7 +26,7 @@ def _bcast(time: torch.Tensor, sample_ndim: int) -> torch.Tensor:
 
 
 def adaptive_weight(sq: torch.Tensor, p: float, eps: float) -> torch.Tensor:
-    """MeanFlow's adaptive weight `w = 1 / sg(||err||^2 + eps)^p` (METHOD.md 2); p = 0 gives w = 1."""
+    """MeanFlow's adaptive weight `w = 1 / sg(||err||^2 + eps)^p` (docs/method.md 2); p = 0 gives w = 1."""
     return (sq.detach() + eps).pow(-p)
 
 
@@ -50,7 +50,7 @@ class MeanFlowTerms:
 
 
 def meanflow_target(v_c: torch.Tensor, h: torch.Tensor, du: torch.Tensor) -> torch.Tensor:
-    """`u_tgt = sg(v_c - (t - r) * du)` with `du` the JVP along `(v_tan, 0, 1)` (METHOD.md 3).
+    """`u_tgt = sg(v_c - (t - r) * du)` with `du` the JVP along `(v_tan, 0, 1)` (docs/method.md 3).
 
     The regression target keeps the conditional velocity `v_c`; only the JVP tangent is mixed.
     """
@@ -69,7 +69,7 @@ def meanflow_loss(
     eps: float = 1e-3,
     sample_ndim: int = 1,
 ) -> MeanFlowTerms:
-    """MeanFlow loss terms at `(z_t, r, t)` (METHOD.md 2-3).
+    """MeanFlow loss terms at `(z_t, r, t)` (docs/method.md 2-3).
 
     One forward-mode JVP of `u_theta` with tangent `(v_tan, 0, 1)` gives both the prediction `u` and the
     total derivative `du/dt`; the target `v_c - (t - r) du/dt` is stop-gradiented. With `v_tan = v_c` this
@@ -91,7 +91,7 @@ def flow_matching_anchor(
     *,
     sample_ndim: int = 1,
 ) -> torch.Tensor:
-    """Per-sample flow-matching anchor `||u_theta(z_t, t - D, t) - v_c||^2` (METHOD.md 3).
+    """Per-sample flow-matching anchor `||u_theta(z_t, t - D, t) - v_c||^2` (docs/method.md 3).
 
     It supervises the network next to the boundary r = t, where the EMA proxy is evaluated, and so keeps
     the proxy's bias small.

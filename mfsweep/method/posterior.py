@@ -1,10 +1,10 @@
 """Exact posteriors of the linear path: the oracle marginal velocity and the fluctuation covariance
-(METHOD.md 1 and 3) for an isotropic Gaussian mixture and for the uniform distribution on a finite set.
+(docs/method.md 1 and 3) for an isotropic Gaussian mixture and for the uniform distribution on a finite set.
 
 Path `z_t = (1 - t) x + t e`, `e ~ N(0, I)`, `v_c = e - x`; the marginal velocity is `v = E[v_c | z_t = z]`
 and the fluctuation `delta = v_c - v` has covariance `Sigma = Cov[v_c | z_t = z]`. `sigma2 = tr(Sigma) / d`
-is the scalar-isotropic sigma^2 of METHOD.md 4. Exact draws of `x ~ p(x | z_t = z)` give fluctuation samples
-`delta = (z - x) / t - v` for the matrix-form alpha* of METHOD.md 4.
+is the scalar-isotropic sigma^2 of docs/method.md 4. Exact draws of `x ~ p(x | z_t = z)` give fluctuation samples
+`delta = (z - x) / t - v` for the matrix-form alpha* of docs/method.md 4.
 
 Shapes: `z` is `(..., d)`, `t` broadcasts against `(...)` (a float works too); results are `(..., d)`,
 `(..., d, d)`, `(...)` or, for `n` draws, `(..., n, d)`, in the dtype and on the device of `z`.
@@ -48,7 +48,7 @@ def _gmm_posterior(
 
     Given component k, `(x, e)` is jointly Gaussian: `z_t | k ~ N((1 - t) m_k, tau_k^2 I)` with
     `tau_k^2 = (1 - t)^2 s_k^2 + t^2`, `Cov[v_c, z_t | k] = (t - (1 - t) s_k^2) I` and `Var[v_c | k] = 1 + s_k^2`,
-    so Gaussian conditioning gives METHOD.md 3's
+    so Gaussian conditioning gives docs/method.md 3's
     `v_k = E[v_c | z, k] = (t (z - m_k) - (1 - t) s_k^2 z) / tau_k^2` (no division by t: finite as t -> 0)
     and `Cov[v_c | z, k] = (1 + s_k^2 - (t - (1 - t) s_k^2)^2 / tau_k^2) I = s_k^2 / tau_k^2 I`.
     """
@@ -69,11 +69,11 @@ def gmm_marginal_velocity(
     z: torch.Tensor, t: Time, means: torch.Tensor, variances: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
     """Exact marginal velocity `v(z, t) = sum_k w_k(z, t) v_k(z, t)` of an isotropic Gaussian mixture
-    (METHOD.md 3): component k has mean `means[k]` (K, d), variance `variances[k] = s_k^2` (K,) and mixing
+    (docs/method.md 3): component k has mean `means[k]` (K, d), variance `variances[k] = s_k^2` (K,) and mixing
     weight `weights[k]` (K,, need not be normalised); `w_k` are the component posteriors under
     `z_t | k ~ N((1 - t) m_k, ((1 - t)^2 s_k^2 + t^2) I)` and
     `v_k = (t (z - m_k) - (1 - t) s_k^2 z) / ((1 - t)^2 s_k^2 + t^2)`, the Gaussian conditional mean of
-    `e - x` (derived in `_gmm_posterior`; it agrees with METHOD.md 3). Valid on [0, 1] when all s_k > 0.
+    `e - x` (derived in `_gmm_posterior`; it agrees with docs/method.md 3). Valid on [0, 1] when all s_k > 0.
     """
     means, variances, weights = _check_mixture(z, means, variances, weights)
     zf, tf = _flat_inputs(z, t)
@@ -109,7 +109,7 @@ def gmm_conditional_covariance(
 def gmm_sigma2(
     z: torch.Tensor, t: Time, means: torch.Tensor, variances: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
-    """`sigma^2 = tr(Sigma(z, t)) / d` (METHOD.md 4, scalar-isotropic form), `(...)`, without building Sigma."""
+    """`sigma^2 = tr(Sigma(z, t)) / d` (docs/method.md 4, scalar-isotropic form), `(...)`, without building Sigma."""
     w, centred, within = _gmm_spread(z, t, means, variances, weights)
     between = (w * centred.pow(2).sum(-1)).sum(-1) / z.shape[-1]
     return (within + between).reshape(z.shape[:-1])
@@ -128,7 +128,7 @@ def gmm_posterior_sample(
     """`n` exact draws of `x ~ p(x | z_t = z)`, `(..., n, d)`: the component k from its posterior `w_k(z, t)`,
     then Gaussian conditioning within it, `x | z, k ~ N((t^2 m_k + (1 - t) s_k^2 z) / tau_k^2, s_k^2 t^2 / tau_k^2 I)`
     with `tau_k^2 = (1 - t)^2 s_k^2 + t^2` (see `_gmm_posterior`). Given x the path fixes
-    `v_c = (z - x) / t`, whose draws have mean `v` and covariance `Sigma` (METHOD.md 1). Draws come from
+    `v_c = (z - x) / t`, whose draws have mean `v` and covariance `Sigma` (docs/method.md 1). Draws come from
     `generator` (components first, then the Gaussian noise), made on its device."""
     n = _draw_count(n)
     means, variances, weights = _check_mixture(z, means, variances, weights)
@@ -150,7 +150,7 @@ def _empirical_logit_factors(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flattened float64 `z (n, d)`, `t (n,)` and the factors of the posterior logits of x uniform on
     `points`: `query (n, d + 1) @ keys (N, d + 1).T` is `-||z - (1 - t) x_i||^2 / (2 t^2)` up to a per-z
-    constant (METHOD.md 3's `softmax_i` weights)."""
+    constant (docs/method.md 3's `softmax_i` weights)."""
     if points.dim() != 2 or points.shape[1] != z.shape[-1] or points.shape[0] == 0:
         raise ValueError(f"points must be (N, d) with N >= 1 and d = {z.shape[-1]}, got {tuple(points.shape)}")
     if chunk < 1:
@@ -169,7 +169,7 @@ def _empirical_moments(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Posterior moments of x given `z_t = z` for x uniform on `points` (N, d), streamed over chunks of points.
 
-    Weights `softmax_i(-||z - (1 - t) x_i||^2 / (2 t^2))` (METHOD.md 3) with an online log-sum-exp, so memory
+    Weights `softmax_i(-||z - (1 - t) x_i||^2 / (2 t^2))` (docs/method.md 3) with an online log-sum-exp, so memory
     is `O(n * chunk)`. Returns, in float64 and flattened, `z (n, d)`, `t (n,)`, `E[x | z] (n, d)`,
     `E[||x||^2 | z] (n,)` and, when `full`, `E[x x^T | z] (n, d, d)`.
     Float64 because the logits scale as 1 / t^2: in float32 their rounding error alone swamps
@@ -199,7 +199,7 @@ def _empirical_moments(
 
 
 def empirical_marginal_velocity(z: torch.Tensor, t: Time, points: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    """Exact marginal velocity when x is uniform on the finite set `points` (N, d) (METHOD.md 3):
+    """Exact marginal velocity when x is uniform on the finite set `points` (N, d) (docs/method.md 3):
     `v = sum_i w_i v_c,i = (z - E[x | z]) / t`, since given x_i the path fixes `e_i = (z - (1 - t) x_i) / t`
     and `v_c,i = e_i - x_i = (z - x_i) / t`. Needs t > 0 (the posterior is a point mass at t = 0).
     Exact only when training draws x from this same finite set.
@@ -229,7 +229,7 @@ def empirical_posterior_sample(
     z: torch.Tensor, t: Time, points: torch.Tensor, n: int, generator: torch.Generator, chunk: int = 2048
 ) -> torch.Tensor:
     """`n` exact draws of `x ~ p(x | z_t = z)` for x uniform on `points` (N, d): `(..., n, d)`, each a point
-    of the set picked with the posterior weights `softmax_i(-||z - (1 - t) x_i||^2 / (2 t^2))` (METHOD.md 3).
+    of the set picked with the posterior weights `softmax_i(-||z - (1 - t) x_i||^2 / (2 t^2))` (docs/method.md 3).
 
     Gumbel-max, streamed over chunks of points (memory `O(len(z) * n * chunk)`): the index maximising
     `logit_i + g_i`, `g_i` i.i.d. standard Gumbel, is distributed as the softmax, and a running maximum over

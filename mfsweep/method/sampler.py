@@ -1,4 +1,4 @@
-"""One-step and n-step MeanFlow samplers (METHOD.md 2, "Sampling")."""
+"""One-step and n-step MeanFlow samplers (docs/method.md 2, "Sampling")."""
 from __future__ import annotations
 
 from typing import Callable

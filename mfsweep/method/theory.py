@@ -1,4 +1,4 @@
-"""The optimal tangent-mixing coefficient alpha* (METHOD.md 4, the restored Theorem 4) and its estimators.
+"""The optimal tangent-mixing coefficient alpha* (docs/method.md 4, the restored Theorem 4) and its estimators.
 
 Per-sample error with `h = t - r`, spatial Jacobian `J = dU/dz` and proxy bias `b = u_bar - v`:
 `err = R + (h (1 - alpha) J - I) delta + alpha h J b`. Under parameter isotropy (G ~ I) the gradient MSE is
@@ -44,7 +44,7 @@ def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 # --- scalar-isotropic form --------------------------------------------------------------------------
 
 def kappa(c: Scalar) -> Scalar:
-    """Noise-cancellation factor `kappa = 1 - 1/c` (METHOD.md 4), with `c = h j` for `J = j I`.
+    """Noise-cancellation factor `kappa = 1 - 1/c` (docs/method.md 4), with `c = h j` for `J = j I`.
 
     `c = 0` means `h j_F = 0`: MSE(alpha) is flat in alpha, and kappa is 0 so that alpha* = 0 (vanilla).
     `c = 1` (the Jacobi factor `A = I - hJ` vanishes) gives 0; `|c| -> inf` gives 1; `c < 0` gives kappa > 1.
@@ -54,14 +54,14 @@ def kappa(c: Scalar) -> Scalar:
 
 
 def james_stein(sigma2: Scalar, bias2: Scalar) -> Scalar:
-    """James-Stein shrinkage `sigma^2 / (sigma^2 + bias2)` (METHOD.md 4); 0 when both vanish (flat MSE).
+    """James-Stein shrinkage `sigma^2 / (sigma^2 + bias2)` (docs/method.md 4); 0 when both vanish (flat MSE).
     Both arguments are non-negative per-coordinate second moments."""
     (sigma2, bias2), scalar = _as_tensors(sigma2, bias2)
     return _out(_safe_ratio(sigma2, sigma2 + bias2), scalar)
 
 
 def alpha_star(c: Scalar, sigma2: Scalar, bias2: Scalar, clip: bool = True) -> Scalar:
-    """`alpha* = kappa(c) * sigma^2 / (sigma^2 + bias2)`, clipped to [0, 1] (the box optimum) (METHOD.md 4).
+    """`alpha* = kappa(c) * sigma^2 / (sigma^2 + bias2)`, clipped to [0, 1] (the box optimum) (docs/method.md 4).
 
     `c = h j` for `J = j I`, in general `c = h j_F^2 / j_s` (`c_from_jacobian`). Checks: c = 1 gives 0;
     0 < c <= 1 gives 0 after clipping; c < 0 gives 1 after clipping; bias2 -> 0 gives kappa; |c| -> inf
@@ -73,9 +73,9 @@ def alpha_star(c: Scalar, sigma2: Scalar, bias2: Scalar, clip: bool = True) -> S
 
 
 def mse_curve(alpha: Scalar, c: Scalar, sigma2: Scalar, bias2: Scalar) -> Scalar:
-    """`MSE(alpha) / d = sigma^2 ((1 - alpha) c - 1)^2 + alpha^2 c^2 bias2` (METHOD.md 4).
+    """`MSE(alpha) / d = sigma^2 ((1 - alpha) c - 1)^2 + alpha^2 c^2 bias2` (docs/method.md 4).
 
-    This is METHOD.md 4's `sigma^2 (h^2 (1 - alpha)^2 j_F^2 - 2 h (1 - alpha) j_s + 1) + alpha^2 h^2 j_F^2 bias2`
+    This is docs/method.md 4's `sigma^2 (h^2 (1 - alpha)^2 j_F^2 - 2 h (1 - alpha) j_s + 1) + alpha^2 h^2 j_F^2 bias2`
     for `J = j I` (`j_s = j`, `j_F^2 = j^2`, `c = h j`), exactly, with no extra normalisation. For a general J
     the values differ but the minimiser is the same function of `c = h j_F^2 / j_s`: `alpha_star(c, ...)`.
     """
@@ -84,7 +84,7 @@ def mse_curve(alpha: Scalar, c: Scalar, sigma2: Scalar, bias2: Scalar) -> Scalar
 
 
 def c_from_jacobian(h: Scalar, j_s: Scalar, j_F2: Scalar) -> Scalar:
-    """The general `c = h j_F^2 / j_s` (METHOD.md 4), so that `kappa(c) = 1 - j_s / (h j_F^2)`.
+    """The general `c = h j_F^2 / j_s` (docs/method.md 4), so that `kappa(c) = 1 - j_s / (h j_F^2)`.
     `h j_F^2 = 0` (flat MSE) gives c = 0; `j_s = 0` otherwise gives c = inf (kappa = 1)."""
     (h, j_s, j_F2), scalar = _as_tensors(h, j_s, j_F2)
     num = h * j_F2
@@ -93,7 +93,7 @@ def c_from_jacobian(h: Scalar, j_s: Scalar, j_F2: Scalar) -> Scalar:
 
 
 def kappa_from_jacobian(h: Scalar, j_s: Scalar, j_F2: Scalar) -> Scalar:
-    """`kappa = 1 - j_s / (h j_F^2)` (METHOD.md 4); 0 for a flat MSE (`h j_F^2 = 0`)."""
+    """`kappa = 1 - j_s / (h j_F^2)` (docs/method.md 4); 0 for a flat MSE (`h j_F^2 = 0`)."""
     (h, j_s, j_F2), scalar = _as_tensors(h, j_s, j_F2)
     den = h * j_F2
     return _out(torch.where(den == 0, torch.zeros_like(den), 1 - _safe_ratio(j_s, den)), scalar)
@@ -134,7 +134,7 @@ def hutchinson_jacobian(
     *,
     sample_ndim: int = 1,
 ) -> JacobianScalars:
-    """Hutchinson estimates of `j_s = xi . J xi / d` and `j_F^2 = ||J xi||^2 / d` (METHOD.md 4), averaged
+    """Hutchinson estimates of `j_s = xi . J xi / d` and `j_F^2 = ||J xi||^2 / d` (docs/method.md 4), averaged
     over `n_probes` Rademacher probes `xi` (entries +-1 with E[xi xi^T] = I; the lowest-variance probe for
     traces, exact for a diagonal J), one JVP with tangent `(xi, 0, 0)` each. Probes are drawn from
     `generator` on its own device; a sequence of generators, one per leading index of `z` (e.g. ensemble
@@ -159,7 +159,7 @@ def hutchinson_jacobian(
 
 @dataclass
 class AlphaStarEstimate:
-    """A global alpha* = (sum of numerators) / (sum of denominators) over the batch (METHOD.md 4).
+    """A global alpha* = (sum of numerators) / (sum of denominators) over the batch (docs/method.md 4).
 
     `numerator`, `denominator`: the unclipped sums, `(...)` (one per leading index, e.g. ensemble member);
     `value`: the ratio clipped to [0, 1], 0 where the denominator vanishes (flat MSE).
@@ -180,7 +180,7 @@ class AlphaStarEstimate:
 
 
 class MatrixTerms(NamedTuple):
-    """Per-sample terms of the matrix form, `(..., B)` each (METHOD.md 4): `numerator`
+    """Per-sample terms of the matrix form, `(..., B)` each (docs/method.md 4): `numerator`
     `E_m[(hJ delta_m) . ((hJ - I) delta_m)]`, `fluctuation` `E_m ||hJ delta_m||^2` and `bias` `||hJ b||^2`
     (zeros without a bias). `alpha*_ub` is sum(numerator) / sum(fluctuation), `alpha*_M` adds sum(bias)
     to the denominator."""
@@ -237,7 +237,7 @@ def alpha_star_matrix(
     *,
     sample_ndim: int = 1,
 ) -> AlphaStarEstimate:
-    """Matrix-form minimiser under parameter isotropy (G ~ I) (METHOD.md 4):
+    """Matrix-form minimiser under parameter isotropy (G ~ I) (docs/method.md 4):
     `alpha*_M = E[(hJ delta) . ((hJ - I) delta)] / (E||hJ delta||^2 + ||hJ b||^2)`.
 
     `delta` is `(..., B, M, *sample)`: M draws of the fluctuation `v_c - v` at each z (the inner E is their
@@ -258,6 +258,6 @@ def alpha_star_upper_bound(
     *,
     sample_ndim: int = 1,
 ) -> AlphaStarEstimate:
-    """`alpha*_ub = E[(hJ delta) . ((hJ - I) delta)] / E||hJ delta||^2` (METHOD.md 4): the matrix form with the
+    """`alpha*_ub = E[(hJ delta) . ((hJ - I) delta)] / E||hJ delta||^2` (docs/method.md 4): the matrix form with the
     bias term dropped; after clipping it bounds alpha*_M from above (before clipping, when the numerator >= 0)."""
     return alpha_star_matrix(jvp_fn, z, r, t, delta, None, sample_ndim=sample_ndim)

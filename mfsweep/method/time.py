@@ -1,4 +1,4 @@
-"""(t, r) sampling for MeanFlow training (METHOD.md 2, "Time sampling")."""
+"""(t, r) sampling for MeanFlow training (docs/method.md 2, "Time sampling")."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Frechet distance between generated and reference images in a feature space (FID, METHOD.md 5).
+"""Frechet distance between generated and reference images in a feature space (FID, docs/method.md 5).
 
 A thin layer on torchmetrics' `FrechetInceptionDistance`: it adds a reference set whose statistics are
 computed once and cached on disk, and a fixed image convention. Two feature networks:

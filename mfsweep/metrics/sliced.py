@@ -1,4 +1,4 @@
-"""Sliced Wasserstein SW1 and SW2 under projections fixed by a recorded seed (METHOD.md 5).
+"""Sliced Wasserstein SW1 and SW2 under projections fixed by a recorded seed (docs/method.md 5).
 
 The directions come from POT (`ot.sliced.get_random_projections`); the distance along each direction is the
 equal-weight 1-D optimal transport between the sorted projections, which is what

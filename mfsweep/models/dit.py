@@ -1,4 +1,4 @@
-"""DiT for latent MeanFlow: `u_theta(z, r, t | y)`, the average velocity over [r, t] (METHOD.md 2).
+"""DiT for latent MeanFlow: `u_theta(z, r, t | y)`, the average velocity over [r, t] (docs/method.md 2).
 
 A Diffusion Transformer in the style of facebookresearch/DiT `models.py`, built from timm's `PatchEmbed`,
 `Attention` and `Mlp`, with adaLN-Zero conditioning on `t`, on `t - r` (one sinusoidal + MLP embedder each)

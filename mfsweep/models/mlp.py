@@ -3,7 +3,7 @@
 One `EnsembleMLP` holds `E` independent MLPs as stacked weights `(E, out, in)`, so a packed sweep of
 alpha x seed members trains in one batched matmul per layer, and a single run is simply `E = 1`.
 Each member sees its own batch: inputs are `(E, B, d)`. The network is `u_theta(z, r, t)`, conditioned on
-`t` and `t - r` (METHOD.md 2).
+`t` and `t - r` (docs/method.md 2).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Collect a sweep folder's per-cell records and summarise them per setting and alpha (mean +- SEM over
-seeds, METHOD.md 5). Failed, diverged and missing cells are counted, never silently dropped."""
+seeds, docs/method.md 5). Failed, diverged and missing cells are counted, never silently dropped."""
 from __future__ import annotations
 
 import csv

@@ -1,8 +1,8 @@
-"""The paper's figures as functions a notebook can call and the report can embed (METHOD.md 5).
+"""The paper's figures as functions a notebook can call and the report can embed (docs/method.md 5).
 
 - Figure 1: the map of `tr(A Sigma A^T)`, `A = I - (t - r) J`, over a 2-D grid at fixed (r, t), with the
   exact `Sigma(z, t) = Cov[v_c | z_t = z]` of a Gaussian mixture (default: `three_mode_mixture()`). This is
-  the variance term `E||(hJ - I) delta||^2` that vanilla MeanFlow's per-sample error carries (METHOD.md 4).
+  the variance term `E||(hJ - I) delta||^2` that vanilla MeanFlow's per-sample error carries (docs/method.md 4).
 - Figure 4 (left): per-sample loss variance against t - r on one checkpoint, with the stochastic tangent v_c
   and with a deterministic proxy u_bar.
 
@@ -46,7 +46,7 @@ class TraceMap:
 
 def flow_map(mixture: GaussianMixture, z: torch.Tensor, t: float, r: float, steps: int) -> torch.Tensor:
     """`z_r`: the marginal-velocity ODE `dz/ds = v(z, s)` integrated from `z` at s = t down to s = r with
-    `steps` RK4 steps (the exact v of the mixture, METHOD.md 3)."""
+    `steps` RK4 steps (the exact v of the mixture, docs/method.md 3)."""
     ds = (r - t) / steps
     s = t
     for _ in range(steps):
@@ -92,7 +92,7 @@ def jacobi_factor(mixture: GaussianMixture, z: torch.Tensor, r: float, t: float,
 
 def jacobi_trace_map(mixture: GaussianMixture | None = None, r: float = 0.3, t: float = 0.7, *,
                      u_fn: UFn | None = None, extent: float = 3.0, n: int = 81, ode_steps: int = 100) -> TraceMap:
-    """Figure 1's `tr(A Sigma(z, t) A^T)` over the `n x n` grid `[-extent, extent]^2` (METHOD.md 4-5); see
+    """Figure 1's `tr(A Sigma(z, t) A^T)` over the `n x n` grid `[-extent, extent]^2` (docs/method.md 4-5); see
     `jacobi_factor` for A (model or exact mean velocity). Sigma is exact for the mixture. 2-D mixtures only."""
     mixture = three_mode_mixture() if mixture is None else mixture
     if mixture.dim != 2:
@@ -170,7 +170,7 @@ def loss_variance_by_h(jvp_fn: JvpFn, proxy_fn: Callable[[torch.Tensor, torch.Te
                        edges: Sequence[float]) -> LossVariance:
     """Variance over samples, per bin of h, of the per-sample MeanFlow loss `||u_theta - sg(u_tgt)||^2`
     (unweighted) with the tangent v_c (vanilla, alpha = 0) and with the proxy `proxy_fn(z_t, t)` (alpha = 1),
-    on the same samples (METHOD.md 5, the paper's Figure 4 left). Batches `x`, `e` `(..., B, d)`, times
+    on the same samples (docs/method.md 5, the paper's Figure 4 left). Batches `x`, `e` `(..., B, d)`, times
     `(..., B)`; the sample variance (ddof 1) of each bin `[lo, hi)`, NaN for a bin with fewer than 2 samples.
     """
     z = (1 - t[..., None]) * x + t[..., None] * e
@@ -191,7 +191,7 @@ def loss_variance_by_h(jvp_fn: JvpFn, proxy_fn: Callable[[torch.Tensor, torch.Te
 
 def task_proxy(task: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The deterministic proxy of a trained vector task: its oracle, or its proxy EMA (the evaluation EMA
-    for a conditional-tangent cell) at (z, t - D, t) (METHOD.md 3)."""
+    for a conditional-tangent cell) at (z, t - D, t) (docs/method.md 3)."""
     if task.proxy == "oracle":
         return task.oracle
     model = task.proxy_model if task.proxy_model is not None else task.ema

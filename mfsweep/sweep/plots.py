@@ -186,7 +186,7 @@ class AlphaStarPanel:
 
 
 def predicted_vs_measured(panels: list[AlphaStarPanel]) -> Figure:
-    """Predicted alpha* (METHOD.md 4), estimated in the cells trained at each alpha, against the measured
+    """Predicted alpha* (docs/method.md 4), estimated in the cells trained at each alpha, against the measured
     SW1-optimal alpha (a horizontal line)."""
     fig, axes = small_multiples(len(panels))
     markers = "osd^v"

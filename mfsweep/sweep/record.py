@@ -1,4 +1,4 @@
-"""The per-cell record `result.json` (DESIGN.md, "The per-cell record"): a contract that reports,
+"""The per-cell record `result.json` (docs/design.md, "The per-cell record"): a contract that reports,
 notebooks and outside checks read. One folder per grid cell holds `result.json`, `samples.npz`
 (`generated`, `reference`) and `history.csv`."""
 from __future__ import annotations

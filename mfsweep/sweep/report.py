@@ -200,7 +200,7 @@ class _Sections:
         self.figures["grad_var_vs_alpha"] = metric_vs_alpha(_alpha_panels(self.settings, "grad_var"), "grad_var",
                                                             log=True)
         return Section("Gradient variance against alpha", [
-            "Total gradient variance of the MeanFlow term (METHOD.md 5), tail-averaged over the second half of "
+            "Total gradient variance of the MeanFlow term (docs/method.md 5), tail-averaged over the second half of "
             "training."], ["grad_var_grid"], [("grad_var_vs_alpha", "Gradient variance against alpha (log scale).")])
 
     def fid(self) -> Section | None:
@@ -237,7 +237,7 @@ class _Sections:
         if not (keys := diagnostic_keys([c for s in self.settings for c in s.cells()])):
             return None
         self.tables["diagnostics"] = diagnostics_table(self.settings, keys)
-        sec = Section("Diagnostics", ["Measured in each cell (METHOD.md 4): predicted alpha*, kappa, sigma2, bias2."],
+        sec = Section("Diagnostics", ["Measured in each cell (docs/method.md 4): predicted alpha*, kappa, sigma2, bias2."],
                       ["diagnostics"])
         if panels := _alpha_star_panels(self.settings, [k for k in keys if k.startswith("alpha_star")]):
             self.figures["alpha_star"] = predicted_vs_measured(panels)

@@ -234,7 +234,7 @@ def _shown(folder: Path | None, root: Path | None) -> str:
 
 
 def diagnostics_table(settings: list[Setting], keys: list[str]) -> Table:
-    """The records' diagnostics (METHOD.md 4: alpha*, kappa, sigma2, bias2) per setting and alpha."""
+    """The records' diagnostics (docs/method.md 4: alpha*, kappa, sigma2, bias2) per setting and alpha."""
     columns = ["setting", "alpha", "done"] + keys
     rows, cells = [], []
     for s in settings:

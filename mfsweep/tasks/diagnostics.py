@@ -1,4 +1,4 @@
-"""The ingredients of the optimal alpha (METHOD.md 4) measured during training, and its predictions.
+"""The ingredients of the optimal alpha (docs/method.md 4) measured during training, and its predictions.
 
 Pure measurement helpers (no Lightning): `measure` takes the network's JVP and per-sample ingredients of one
 diagnostics batch, calls `mfsweep.method.theory` (Hutchinson scalars, matrix-form terms) and returns them
@@ -6,17 +6,17 @@ per sample; `bin_statistics` turns them into summed sufficient statistics per bi
 turns summed statistics (of one batch, or of every measurement of the second half of training) into the
 reported values. Summaries are always ratios of sums, never means of per-sample or per-step ratios.
 
-The global scalar form. Summing METHOD.md 4's per-sample
+The global scalar form. Summing docs/method.md 4's per-sample
     MSE_i(alpha) / d = sigma2_i (h_i^2 (1 - alpha)^2 F_i - 2 h_i (1 - alpha) s_i + 1) + alpha^2 h_i^2 F_i bias2_i
 (s = j_s, F = j_F^2) over the samples and setting the derivative in alpha to zero gives
     alpha* = sum_i sigma2_i (h_i^2 F_i - h_i s_i) / sum_i h_i^2 F_i (sigma2_i + bias2_i)
            = kappa * sigma2 / (sigma2 + bias2), with
     kappa  = 1 - sum_i sigma2_i h_i s_i / sum_i sigma2_i h_i^2 F_i        (= 1 - 1/c, so c = 1 / (1 - kappa)),
     sigma2 = sum_i h_i^2 F_i sigma2_i / sum_i h_i^2 F_i,   bias2 = sum_i h_i^2 F_i bias2_i / sum_i h_i^2 F_i:
-kappa is METHOD.md 4's `1 - j_s / (h j_F^2)` aggregated with sigma2 weights (`1 - sum h s / sum h^2 F` when
+kappa is docs/method.md 4's `1 - j_s / (h j_F^2)` aggregated with sigma2 weights (`1 - sum h s / sum h^2 F` when
 sigma2 is constant), and sigma2, bias2 are means weighted by h^2 j_F^2, the weight with which they enter the
 summed MSE. So `alpha_star(c, sigma2, bias2)` of the reported numbers is exactly the minimiser of the summed
-scalar MSE. The matrix forms sum their per-sample numerators and denominators the same way (METHOD.md 4).
+scalar MSE. The matrix forms sum their per-sample numerators and denominators the same way (docs/method.md 4).
 `j_s`, `j_F2` are reported as plain means.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Ingredients:
 
 
 def mean_square(x: torch.Tensor, sample_ndim: int) -> torch.Tensor:
-    """`||x||^2 / d` per sample: the per-coordinate scale of sigma2, bias2 and the EMA gap (METHOD.md 4)."""
+    """`||x||^2 / d` per sample: the per-coordinate scale of sigma2, bias2 and the EMA gap (docs/method.md 4)."""
     flat = x.flatten(start_dim=x.dim() - sample_ndim)
     return flat.pow(2).mean(-1)
 
@@ -93,7 +93,7 @@ def mean_square(x: torch.Tensor, sample_ndim: int) -> torch.Tensor:
 @torch.no_grad()
 def sample_fluctuations(posterior: Posterior, z: torch.Tensor, t: torch.Tensor, n: int,
                         generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """`n` exact draws of `delta = v_c - v(z, t)` per z (METHOD.md 1), `(E, B, n, d)` for z `(E, B, d)`:
+    """`n` exact draws of `delta = v_c - v(z, t)` per z (docs/method.md 1), `(E, B, n, d)` for z `(E, B, d)`:
     `x ~ p(x | z_t = z)` from the posterior, each member from its own generator, and `v_c = (z - x) / t` (the
     path fixes e given x and z), in float64 so that the division by small t loses nothing."""
     z64, t64 = z.double(), t.double()

@@ -1,4 +1,4 @@
-"""The latent DiT task (`dataset.task=latent_dit`): class-conditional MeanFlow with a DiT (METHOD.md 2) on
+"""The latent DiT task (`dataset.task=latent_dit`): class-conditional MeanFlow with a DiT (docs/method.md 2) on
 VAE latents (ImageNet 256, the paper's DiT-B/4 sweep) or on small pixel images (the CPU demo), scored by FID.
 
 One cell per process: one alpha, one seed (E = 1 member); a grid is a per-run multirun, one job per cell.
@@ -56,7 +56,7 @@ MAX_KEPT_IMAGES = 256
 
 @dataclass(frozen=True)
 class GuidanceConfig:
-    """Label dropout and guidance-in-training (METHOD.md 2): `v_g` on t in [t_min, t_max] for kept labels."""
+    """Label dropout and guidance-in-training (docs/method.md 2): `v_g` on t in [t_min, t_max] for kept labels."""
 
     label_dropout: float = 0.1
     omega: float = 1.0
@@ -158,7 +158,7 @@ class LatentDiTTask(MeanFlowModule):
 
     def draw_batch(self, purpose: str = "train", batch_size: int | None = None) -> Batch:
         """The global batch of the `purpose` stream; for training, this rank's rows of it. Diagnostics draw only
-        r < t (samples with h = 0 add nothing to METHOD.md 4's sums)."""
+        r < t (samples with h = 0 add nothing to docs/method.md 4's sums)."""
         g, n = self.generators[purpose], batch_size or self.batch_size
         index = torch.randint(len(self.data), (n,), generator=g)
         e = torch.randn((n, *self.data.shape), generator=g)
@@ -220,7 +220,7 @@ class LatentDiTTask(MeanFlowModule):
     def jvp_fn(self, batch: Batch) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
         """`(u, du)` along `(dz, dr, dt)`, with the JVP taken only where r < t.
 
-        MeanFlow uses `du` only as `(t - r) du` (METHOD.md 2), so rows with r = t (a share 1 - time.ratio of
+        MeanFlow uses `du` only as `(t - r) du` (docs/method.md 2), so rows with r = t (a share 1 - time.ratio of
         the batch, 75% in the MF-B/4 recipe) get `du = 0` and their `u` from one plain forward (fused
         attention, bf16 under bf16-mixed): the loss and its gradient are unchanged, and forward-mode AD runs
         on the r < t rows only, in fp32 outside autocast. Diagnostics draw r < t only, where `du` is exact.
@@ -241,7 +241,7 @@ class LatentDiTTask(MeanFlowModule):
         return jvp
 
     def conditional_velocity(self, batch: Batch, z: torch.Tensor) -> torch.Tensor:
-        """The guided field `v_g` (METHOD.md 2) where guidance applies, `v_c = e - x` elsewhere.
+        """The guided field `v_g` (docs/method.md 2) where guidance applies, `v_c = e - x` elsewhere.
 
         The two u's are the ONLINE network's instantaneous velocities `u(z, t, t | y)` and `u(z, t, t | null)`
         (current weights, not the EMA), under no_grad, in one forward of the doubled batch: MeanFlow's

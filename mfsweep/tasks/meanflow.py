@@ -1,7 +1,7 @@
 """The MeanFlow LightningModule shared by every task.
 
 It trains `E >= 1` members at once, one alpha each, with the paper's loss from `mfsweep.method`:
-tangent mixing with a proxy (METHOD.md 3), adaptive weighting and the flow-matching anchor. A task
+tangent mixing with a proxy (docs/method.md 3), adaptive weighting and the flow-matching anchor. A task
 subclass supplies the batches (`draw_batch`), how one value per member broadcasts against a batch
 (`member_view`), and the evaluation. Members never interact: each has its own parameters (stacked),
 optimizer state (elementwise), gradient clipping, EMA and divergence flag, so member i trains exactly as a
@@ -62,7 +62,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class GradVarConfig:
-    """Gradient-variance measurement (METHOD.md 5): every `every` steps (0: never), `replicas` minibatches of
+    """Gradient-variance measurement (docs/method.md 5): every `every` steps (0: never), `replicas` minibatches of
     `batch_size` from the cell's own gradient-variance stream."""
 
     every: int = 0
@@ -207,7 +207,7 @@ class MeanFlowModule(L.LightningModule):
         return self.model.jvp
 
     def conditional_velocity(self, batch: Batch, z: torch.Tensor) -> torch.Tensor:
-        """`v_c = e - x` (METHOD.md 1); a guided task replaces it with its guided field."""
+        """`v_c = e - x` (docs/method.md 1); a guided task replaces it with its guided field."""
         return batch.e - batch.x
 
     def diagnostics_generators(self) -> torch.Generator | list[torch.Generator] | None:
@@ -226,7 +226,7 @@ class MeanFlowModule(L.LightningModule):
         return time.reshape(time.shape + (1,) * self.sample_ndim)
 
     def proxy_velocity(self, batch: Batch, z: torch.Tensor) -> torch.Tensor | None:
-        """The deterministic proxy `u_bar(z_t, t)` of METHOD.md 3, or None for the conditional tangent."""
+        """The deterministic proxy `u_bar(z_t, t)` of docs/method.md 3, or None for the conditional tangent."""
         if self.proxy == "conditional":
             return None
         if self.proxy == "oracle":
@@ -311,7 +311,7 @@ class MeanFlowModule(L.LightningModule):
         if every and self.global_step % every == 0:
             self.log_member_values(self.global_step, self.measure_diagnostics())
 
-    # --- gradient variance (METHOD.md 5) ------------------------------------------------------------
+    # --- gradient variance (docs/method.md 5) ------------------------------------------------------------
     def member_gradients(self, loss: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
         """d(loss_i)/d(theta_i) flattened per member, `(E, P)`; leaves `.grad` untouched (before clipping)."""
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -335,10 +335,10 @@ class MeanFlowModule(L.LightningModule):
             total.add(g_mf)
         return {"diag/grad_var": mf.value().float(), "diag/grad_var_total": total.value().float()}
 
-    # --- diagnostics (METHOD.md 4) -------------------------------------------------------------------
+    # --- diagnostics (docs/method.md 4) -------------------------------------------------------------------
     @torch.no_grad()
     def measure_diagnostics(self) -> dict[str, torch.Tensor]:
-        """The ingredients of METHOD.md 4 and the predicted alpha* on a batch of the diagnostics stream, one
+        """The ingredients of docs/method.md 4 and the predicted alpha* on a batch of the diagnostics stream, one
         value per member (`mfsweep.tasks.diagnostics`); the summed statistics are kept for the record.
 
         The proxy is the cell's own: the proxy EMA at (z, t - D, t), or the oracle. A cell without one

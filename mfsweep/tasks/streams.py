@@ -1,4 +1,4 @@
-"""Per-cell random streams (DESIGN.md, "Execution modes").
+"""Per-cell random streams (docs/design.md, "Execution modes").
 
 Every random draw of a cell (initial weights, data, noise, t and r, evaluation noise, the reference set,
 gradient-variance replicas) comes from its own `torch.Generator`, derived from the cell's seed and the

@@ -70,7 +70,7 @@ class VectorTask(MeanFlowModule):
                    **module_kwargs(cfg))
 
     def draw_batch(self, purpose: str = "train", batch_size: int | None = None) -> Batch:
-        # Diagnostics draw only r < t: samples with h = 0 add nothing to any sum of METHOD.md 4's alpha*.
+        # Diagnostics draw only r < t: samples with h = 0 add nothing to any sum of docs/method.md 4's alpha*.
         time_cfg = self.time_cfg | {"ratio": 1.0} if purpose == "diagnostics" else self.time_cfg
         b = self.streams[purpose].draw(batch_size or self.batch_size, time_cfg)
         return Batch(*(v.to(self.device) for v in (b.x, b.e, b.t, b.r)))
