@@ -17,7 +17,8 @@ import torch
 
 from mfsweep.method.time import sample_t_r
 
-_PURPOSES = ("init", "train", "eval", "reference", "gradvar", "diagnostics")
+# Appended only: a purpose's index seeds its stream, so reordering would change every recorded cell.
+_PURPOSES = ("init", "train", "eval", "reference", "gradvar", "diagnostics", "floor")
 
 
 def derive_seed(seed: int, purpose: str) -> int:

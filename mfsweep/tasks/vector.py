@@ -104,7 +104,9 @@ class VectorTask(MeanFlowModule):
         return {f"eval/{k}": torch.tensor([r.metrics.get(k, nan) for r in results]) for k in ("sw1", "sw2")}
 
     def evaluate(self, n_samples: int, n_projections: int, projection_seed: int, n_steps: int = 1, **_: Any) -> list[CellEval]:
-        """SW1/SW2 of each member's samples against a fresh reference set drawn from the cell's seed."""
+        """SW1/SW2 of each member's samples against a fresh reference set drawn from the cell's seed, and the
+        noise floor `sw1_floor`/`sw2_floor`: the same distances between that reference set and a second,
+        independent one of the same size (the value a perfect generator would score)."""
         generated = self.generate(n_samples, n_steps).numpy()
         info = {"n_samples": n_samples, "n_projections": n_projections, "projection_seed": projection_seed,
                 "projections": PROJECTIONS_RECIPE, "n_steps": n_steps, "model": "evaluation EMA",
@@ -114,6 +116,9 @@ class VectorTask(MeanFlowModule):
             reference = self.dataset.sample(n_samples, generator(seed, "reference")).numpy()
             gen = generated[i]
             metrics = sliced_wasserstein(gen, reference, n_projections, projection_seed) if np.isfinite(gen).all() else {}
+            floor_set = self.dataset.sample(n_samples, generator(seed, "floor")).numpy()
+            floor = sliced_wasserstein(floor_set, reference, n_projections, projection_seed)
+            metrics |= {f"{k}_floor": v for k, v in floor.items()}
             results.append(CellEval(metrics, info, {"generated": gen, "reference": reference}))
         return results
 
