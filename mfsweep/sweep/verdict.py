@@ -1,0 +1,234 @@
+"""The answer a sweep exists to give, per setting: which alpha is best, by how much against alpha = 0 (vanilla
+MeanFlow), and whether the difference is distinguishable from zero (docs/method.md 5).
+
+The difference is paired by seed (cells of one seed share initial weights and every random draw across alphas,
+docs/design.md), and judged by a two-sided t-interval over those per-seed differences:
+
+    v = verdict(setting)                 # at the final step, from the records
+    v.sentence()                         # "swiss_roll: best alpha = 0.3 ..."
+    matched_steps(setting, histories)    # the same verdict at every checkpoint of history.csv
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats
+
+from mfsweep.sweep.aggregate import NOT_COMPLETED, Setting, best_alpha, mean_sem
+
+CONFIDENCE = 0.95
+# Checkpoint metrics in the order the report looks for them: the 2-D/DGMM curve, then the DiT's FID.
+CHECKPOINT_KEYS = ("eval/sw1", "eval/fid")
+
+
+@dataclass
+class Interval:
+    """Mean ± SEM of per-seed differences and their two-sided t-interval (None for n < 2: no spread to judge)."""
+
+    mean: float | None
+    sem: float | None
+    n: int
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def distinguishable(self) -> bool:
+        """The interval excludes zero; never with fewer than two seeds."""
+        return self.low is not None and (self.low > 0 or self.high < 0)
+
+
+def paired_interval(diffs: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """Mean, SEM and the t-interval `mean ± t_{(1+c)/2, n-1} SEM` of per-seed differences."""
+    diffs = [float(d) for d in diffs]
+    mean, sem = mean_sem(diffs)
+    if sem is None:
+        return Interval(mean, None, len(diffs))
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * sem
+    return Interval(mean, sem, len(diffs), mean - half, mean + half)
+
+
+def _by_seed(setting: Setting, alpha: float, metric: str) -> dict[int, float]:
+    """The completed cells' `metric` at `alpha`, per seed."""
+    row = setting.row(alpha)
+    if row is None:
+        return {}
+    return {s: v for s in row.seeds if row.status[s] == "completed"
+            and (v := row.cells[s].record["metrics"].get(metric)) is not None}
+
+
+def _paired(a: dict[int, float], b: dict[int, float]) -> Interval:
+    """`a - b` on the seeds both have."""
+    return paired_interval([a[s] - b[s] for s in sorted(a.keys() & b.keys())])
+
+
+def decimals(sem: float, mean: float | None = None) -> int:
+    """Decimal places that show `sem` to 2 significant figures (after rounding, so 0.000999 reads 0.0010), but
+    never more than 6 significant figures of `mean` (a SEM at rounding-error level carries no information)."""
+    places = max(0, 1 - int(np.floor(np.log10(abs(float(f"{sem:.2g}"))))))
+    if mean:
+        places = min(places, max(0, 5 - int(np.floor(np.log10(abs(mean))))))
+    return places
+
+
+def fmt_pm(mean: float | None, sem: float | None, sign: bool = False) -> str:
+    """`mean ± sem` with the SEM to 2 significant figures and the mean to the same decimal place (4 significant
+    figures without a SEM), so that every number printed carries the precision it has."""
+    if mean is None:
+        return "-"
+    plus = "+" if sign else ""
+    if sem is None or sem == 0 or not np.isfinite(sem):
+        return f"{mean:{plus}.4g}"
+    places = decimals(sem, mean)
+    return f"{mean:{plus}.{places}f} ± {sem:.{places}f}"
+
+
+def _interval_text(iv: Interval) -> str:
+    places = decimals(iv.sem, iv.mean) if iv.sem else 4
+    return f"{CONFIDENCE:.0%} paired t-interval [{iv.low:+.{places}f}, {iv.high:+.{places}f}]"
+
+
+@dataclass
+class Verdict:
+    """One setting's answer on `metric` (lower is better). `against` is the alpha compared with alpha = 0: the
+    best alpha, or the runner-up when the best is alpha = 0 itself; `difference` is metric(against) - metric(0)."""
+
+    setting: str
+    metric: str
+    best: float | None
+    against: float | None
+    difference: Interval | None
+    seeds: int
+    not_completed: dict[str, int]
+    has_zero: bool
+
+    def sentence(self) -> str:
+        m = self.metric.upper()
+        head = f"{self.setting}: "
+        if self.best is None:
+            return head + f"no verdict: no alpha has all {self.seeds} seeds completed." + self._caveat()
+        if not self.has_zero:
+            return head + f"best alpha = {self.best:g} by mean {m}; the sweep has no alpha = 0 to compare with." \
+                + self._caveat()
+        d = self.difference
+        if self.best == 0.0:
+            if self.against is None:
+                return head + "alpha = 0 is the only alpha with every seed completed." + self._caveat()
+            head += (f"best alpha = 0 (vanilla MeanFlow): the runner-up, alpha = {self.against:g}, "
+                     f"has {m} higher by ")
+        else:
+            head += f"best alpha = {self.best:g}, {m} lower than at alpha = 0 by "
+        size = fmt_pm(abs(d.mean), d.sem) if d.mean is not None else "-"
+        seeds = f"{d.n} paired seed{'s' * (d.n != 1)}"
+        if d.sem is None:
+            judged = f"{size} ({seeds}: too few to tell from zero)"
+        else:
+            judged = (f"{size} (mean ± SEM over {seeds}), "
+                      + ("distinguishable from zero" if d.distinguishable else "not distinguishable from zero")
+                      + f" ({_interval_text(d)})")
+        return head + judged + "." + self._caveat()
+
+    def _caveat(self) -> str:
+        bad = {k: v for k, v in self.not_completed.items() if v}
+        if not bad:
+            return ""
+        n = sum(bad.values())
+        return (f" {n} cell{'s' * (n > 1)} did not complete (" + ", ".join(f"{v} {k}" for k, v in bad.items())
+                + "); alphas missing a seed are not candidates.")
+
+
+def verdict(setting: Setting, metric: str = "sw1") -> Verdict:
+    """The final-step verdict from the records (`best_alpha`'s rule: lowest mean over alphas whose every seed
+    completed)."""
+    best = best_alpha(setting, metric)
+    zero = _by_seed(setting, 0.0, metric)
+    against = best
+    if best == 0.0:
+        others = [(r.stats[metric][0], r.alpha) for r in setting.rows
+                  if r.complete and r.alpha != 0.0 and r.stats.get(metric, (None,))[0] is not None]
+        against = min(others)[1] if others else None
+    difference = _paired(_by_seed(setting, against, metric), zero) if against is not None else None
+    counts = {k: sum(r.count(k) for r in setting.rows) for k in NOT_COMPLETED}
+    return Verdict(setting.label, metric, best, against, difference, len(setting.seeds), counts,
+                   setting.row(0.0) is not None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Matched steps: the verdict at every checkpoint of history.csv (the paper's Table 6, for every task)
+# ---------------------------------------------------------------------------------------------------------
+
+def checkpoint_key(histories: dict[float, list[tuple[int, dict[str, np.ndarray]]]]) -> str | None:
+    """The first of `CHECKPOINT_KEYS` logged with a finite value in some history of the setting."""
+    for key in CHECKPOINT_KEYS:
+        if any(key in h and np.isfinite(h[key]).any() for hs in histories.values() for _, h in hs):
+            return key
+    return None
+
+
+def _at_steps(history: dict[str, np.ndarray], key: str) -> dict[int, float]:
+    ok = np.isfinite(history[key]) if key in history and "step" in history else np.zeros(0, bool)
+    return dict(zip(history["step"][ok].astype(int).tolist(), history[key][ok].tolist())) if ok.any() else {}
+
+
+@dataclass
+class StepVerdict:
+    """The verdict at one checkpoint; `against` and `difference` as in `Verdict` (runner-up when best is 0)."""
+
+    step: int
+    best: float
+    against: float | None
+    difference: Interval | None
+
+
+def matched_steps(setting: Setting, histories: dict[float, list[tuple[int, dict[str, np.ndarray]]]],
+                  key: str) -> list[StepVerdict]:
+    """At each step where every completed seed of every alpha logged `key`: the alpha with the lowest mean over
+    seeds (alphas with a seed that did not complete are not candidates, as in `best_alpha`; ties go to the
+    smaller alpha) and its paired difference to alpha = 0 (the runner-up's when the best is alpha = 0).
+    `histories[alpha]` lists (seed, history) of the completed cells."""
+    values = {a: {seed: _at_steps(h, key) for seed, h in hs} for a, hs in histories.items()}
+    candidates = [r.alpha for r in setting.rows if r.complete and values.get(r.alpha)]
+    steps = sorted(set.intersection(*(set(v) for a in candidates for v in values[a].values()))) if candidates else []
+    out = []
+    for step in steps:
+        means = {a: float(np.mean([v[step] for v in values[a].values()])) for a in candidates}
+        ranked = sorted(means, key=lambda a: (means[a], a))
+        best = ranked[0]
+        against = best if best != 0.0 else (ranked[1] if len(ranked) > 1 else None)
+        diff = None
+        if against is not None and 0.0 in values:
+            zero = {s: v[step] for s, v in values[0.0].items() if step in v}
+            diff = _paired({s: v[step] for s, v in values[against].items()}, zero)
+        out.append(StepVerdict(step, best, against, diff))
+    return out
+
+
+def stability(verdicts: list[StepVerdict], fraction: float = 1 / 3) -> str:
+    """One line: whether the best alpha is the same at every checkpoint of the last `fraction` of training."""
+    if not verdicts:
+        return "no checkpoints logged"
+    last = verdicts[-1].step
+    tail = [v for v in verdicts if v.step >= last * (1 - fraction)]
+    span = f"steps {tail[0].step}-{last}" if len(tail) > 1 else f"step {last}"
+    bests = [v.best for v in tail]
+    if len(tail) < 2:
+        return f"only one checkpoint ({span}) in the last third of training: stability cannot be judged"
+    if len(set(bests)) == 1:
+        return f"stable over the last third of training: best alpha = {bests[0]:g} at all {len(tail)} checkpoints ({span})"
+    changes = ", ".join(f"{v.best:g} at {v.step}" for v in tail)
+    return f"not stable over the last third of training ({span}): best alpha {changes}"
+
+
+def setting_histories(setting: Setting, read) -> dict[float, list[tuple[int, dict[str, np.ndarray]]]]:
+    """{alpha: [(seed, history)]} over the completed cells, read with `read(cell)` (`aggregate.read_history`)."""
+    return {r.alpha: [(s, read(r.cells[s])) for s in r.seeds if r.status[s] == "completed"] for r in setting.rows}
+
+
+def as_dict(v: Verdict) -> dict[str, Any]:
+    """Plain values for tables and notebooks."""
+    d = v.difference
+    return {"setting": v.setting, "metric": v.metric, "best alpha": v.best, "compared alpha": v.against,
+            "difference": None if d is None else d.mean, "sem": None if d is None else d.sem,
+            "n": 0 if d is None else d.n, "distinguishable": bool(d and d.distinguishable),
+            "sentence": v.sentence()}
