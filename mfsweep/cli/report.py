@@ -10,20 +10,24 @@ import argparse
 import sys
 from pathlib import Path
 
-from mfsweep.sweep.report import build_report, report_text, write_report
+import matplotlib
+
+from mfsweep.sweep.report import build_report, report_text, shown_path, write_report
 
 
 def report(sweep_dir: Path) -> str:
     """Build and write the report of `sweep_dir`; return the console summary (ValueError for a bad folder)."""
     rep = build_report(sweep_dir)
     paths = write_report(rep)
-    return report_text(rep) + f"\n\nwrote {paths['summary']}, {paths['markdown']}\nreport: {paths['html']}"
+    return (report_text(rep) + f"\n\nwrote {shown_path(paths['summary'])}, {shown_path(paths['markdown'])}"
+            f"\nreport: {shown_path(paths['html'])}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mfsweep-report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a sweep folder (multirun/... or a run folder)")
     args = parser.parse_args(argv)
+    matplotlib.use("Agg")  # headless: never open a window, whatever the user's default backend
     try:
         print(report(args.sweep_dir))
     except ValueError as exc:

@@ -250,3 +250,20 @@ def diagnostic_keys(cells: list[Cell]) -> list[str]:
     present = {k for c in cells for k, v in (c.record.get("diagnostics") or {}).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return [k for k in DIAGNOSTIC_KEYS if k in present] + sorted(present - set(DIAGNOSTIC_KEYS))
+
+
+def add_floor_excess(cells: list[Cell]) -> None:
+    """Give each record with a noise floor (`metrics.sw1_floor`, `sw2_floor`: SW between two reference draws)
+    its excess over it, `metrics.sw1_excess` / `sw2_excess`, in memory, so the excess is summarised like any
+    metric. Records without a floor (older schema) are left as they are."""
+    for c in cells:
+        m = c.record["metrics"]
+        for k in ("sw1", "sw2"):
+            if m.get(k) is not None and m.get(f"{k}_floor") is not None:
+                m[f"{k}_excess"] = m[k] - m[f"{k}_floor"]
+
+
+def mean_floor(setting: Setting, metric: str = "sw1") -> float | None:
+    """The mean of `metric`'s floor over the setting's completed cells (None when no record has one)."""
+    values = [v for r in setting.rows for c in r.completed() if (v := c.record["metrics"].get(f"{metric}_floor")) is not None]
+    return float(np.mean(values)) if values else None

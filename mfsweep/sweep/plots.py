@@ -1,58 +1,77 @@
 """Figures shared by the W&B runs and the report. The report's figures are plain `Figure`s (not pyplot's),
-so a notebook can show them and nothing keeps them alive once dropped. Alpha is always coloured with one
-sequential colormap over [0, 1], so the alphas read in order."""
+so a notebook can show them, no backend is chosen here (a notebook keeps its inline one; headless entry points
+need none for a plain `Figure`), and nothing keeps them alive once dropped.
+
+Every figure is `WIDTH` inches wide, saved by the report at 2x its display resolution, so it fills the page
+width crisply. Alpha is always coloured with one sequential, colour-blind-safe colormap over [0, 1] (plasma,
+stopped at orange so that alpha = 1 stays readable on white), so the alphas read in order."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
 import matplotlib
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
-
-ALPHA_CMAP = "viridis"
+ALPHA_CMAP = ListedColormap(matplotlib.colormaps["plasma"](np.linspace(0.0, 0.82, 256)), name="plasma_to_orange")
 ALPHA_NORM = Normalize(0.0, 1.0)
+WIDTH = 11.0  # inches: the page's content width at 100 px per inch
+FONT = {"title": 11, "label": 10, "tick": 9, "legend": 8.5}
 
 
 def alpha_color(alpha: float):
-    return matplotlib.colormaps[ALPHA_CMAP](ALPHA_NORM(alpha))
+    return ALPHA_CMAP(ALPHA_NORM(alpha))
 
 
-def scatter_samples(generated: np.ndarray, reference: np.ndarray | None = None, title: str = "", ax=None):
-    """Generated 2-D samples (first two coordinates) over the reference set, on equal axes."""
+def scatter_samples(generated: np.ndarray, reference: np.ndarray | None = None, title: str = "", ax=None,
+                    color="tab:blue"):
+    """Generated 2-D samples (first two coordinates) as small translucent points over the reference set's
+    density (grey), on equal axes; a new `Figure` when no `ax` is given."""
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(3.2, 3.2))
+        ax = Figure(figsize=(4, 4), layout="constrained").subplots()
+    lim = None
     if reference is not None:
-        ax.scatter(reference[:, 0], reference[:, 1], s=1, c="0.8", linewidths=0, rasterized=True)
-    ax.scatter(generated[:, 0], generated[:, 1], s=1, c="tab:blue", linewidths=0, rasterized=True)
-    ax.set_title(title, fontsize=8)
+        lo, hi = np.percentile(reference[:, :2], [0.5, 99.5], axis=0)
+        pad = 0.15 * (hi - lo)
+        lim = (lo - pad, hi + pad)
+        density, xe, ye = np.histogram2d(reference[:, 0], reference[:, 1], bins=60,
+                                         range=[[lim[0][0], lim[1][0]], [lim[0][1], lim[1][1]]])
+        ax.imshow(density.T, origin="lower", extent=(xe[0], xe[-1], ye[0], ye[-1]), cmap="Greys",
+                  vmax=np.percentile(density[density > 0], 95) * 1.6, aspect="auto", interpolation="bilinear")
+    ax.scatter(generated[:, 0], generated[:, 1], s=2, color=color, alpha=0.35, linewidths=0, rasterized=True)
+    ax.set_title(title, fontsize=FONT["label"])
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
-    if reference is not None:
-        lo, hi = np.percentile(reference, [0.5, 99.5], axis=0)
-        pad = 0.15 * (hi - lo)
-        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
-        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    if lim is not None:
+        ax.set_xlim(lim[0][0], lim[1][0])
+        ax.set_ylim(lim[0][1], lim[1][1])
     return ax.figure if own else ax
 
 
-def small_multiples(n: int, panel: tuple[float, float] = (3.6, 2.8), ncols: int = 3) -> tuple[Figure, list]:
-    """A figure of `n` panels, `ncols` to a row; unused axes are removed."""
+def small_multiples(n: int, ncols: int = 3, aspect: float = 0.72, max_height: float = 4.6) -> tuple[Figure, list]:
+    """A `WIDTH`-wide figure of `n` panels, `ncols` to a row; unused axes are removed."""
     ncols = min(n, ncols)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")
+    height = min(WIDTH / ncols * aspect, max_height)
+    fig = Figure(figsize=(WIDTH, height * nrows + 0.3), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.remove()
     return fig, axes[:n]
+
+
+def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=FONT["title"])
+    ax.set_xlabel(xlabel, fontsize=FONT["label"])
+    ax.set_ylabel(ylabel, fontsize=FONT["label"])
+    ax.tick_params(which="both", labelsize=FONT["tick"])
 
 
 def _log_y(ax, values: np.ndarray) -> None:
@@ -67,7 +86,8 @@ def _log_y(ax, values: np.ndarray) -> None:
 @dataclass
 class AlphaPanel:
     """One setting's metric against alpha: mean and SEM per alpha (None where no seed completed);
-    `complete[i]` is whether every seed of alpha i completed; `best` is marked."""
+    `complete[i]` is whether every seed of alpha i completed; `best` is marked; `floor` (the metric between
+    two reference draws) is drawn as a line when given."""
 
     title: str
     alphas: list[float]
@@ -75,6 +95,7 @@ class AlphaPanel:
     sems: list[float | None]
     complete: list[bool]
     best: float | None = None
+    floor: float | None = None
 
 
 def metric_vs_alpha(panels: list[AlphaPanel], ylabel: str, log: bool = False, zero_line: bool = False) -> Figure:
@@ -83,31 +104,38 @@ def metric_vs_alpha(panels: list[AlphaPanel], ylabel: str, log: bool = False, ze
     fig, axes = small_multiples(len(panels))
     for ax, p in zip(axes, panels):
         if zero_line:
-            ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
+            ax.axhline(0.0, color="0.35", lw=1, ls="--")
+        if p.floor is not None:
+            ax.axhline(p.floor, color="0.35", lw=1, ls=":")
         have = [i for i, m in enumerate(p.means) if m is not None]
         x = np.array([p.alphas[i] for i in have])
         y = np.array([p.means[i] for i in have])
         err = np.array([p.sems[i] or 0.0 for i in have])
         ax.plot(x, y, color="0.6", lw=1, zorder=1)
-        ax.errorbar(x, y, yerr=err, fmt="none", ecolor="0.3", elinewidth=1, capsize=2, zorder=2)
+        ax.errorbar(x, y, yerr=err, fmt="none", ecolor="0.3", elinewidth=1.2, capsize=3, zorder=2)
         for i in have:
             color = alpha_color(p.alphas[i])
-            ax.plot(p.alphas[i], p.means[i], "o", ms=6, zorder=3, mec=color, mew=1.2,
+            ax.plot(p.alphas[i], p.means[i], "o", ms=8, zorder=3, mec=color, mew=1.5,
                     mfc=color if p.complete[i] else "white")
         if p.best is not None and p.means[p.alphas.index(p.best)] is not None:
-            ax.plot(p.best, p.means[p.alphas.index(p.best)], "*", ms=14, color="tab:red", zorder=4)
-        none = [a for a, m in zip(p.alphas, p.means) if m is None]
-        for a in none:
-            ax.plot(a, 0.03, "x", color="tab:red", ms=6, transform=ax.get_xaxis_transform(), clip_on=False)
-            ax.text(a, 0.07, "no result", color="tab:red", fontsize=6, ha="center", transform=ax.get_xaxis_transform())
+            ax.plot(p.best, p.means[p.alphas.index(p.best)], "*", ms=18, color="tab:red", mec="white", mew=0.8,
+                    zorder=4)
+        for a in [a for a, m in zip(p.alphas, p.means) if m is None]:
+            ax.plot(a, 0.03, "x", color="tab:red", ms=8, transform=ax.get_xaxis_transform(), clip_on=False)
+            ax.text(a, 0.07, "no result", color="tab:red", fontsize=FONT["legend"], ha="center",
+                    transform=ax.get_xaxis_transform())
         if log and len(y) and (y > 0).all():
             _log_y(ax, y)
-        ax.set_title(p.title + (f" (lowest: alpha = {p.best:g})" if p.best is not None else ""), fontsize=9)
-        ax.set_xlabel("alpha", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
+        _style(ax, p.title + (f" (best: alpha = {p.best:g})" if p.best is not None else ""), "alpha", ylabel)
         ax.set_xlim(-0.05, 1.05)
-        ax.tick_params(which="both", labelsize=7)
         ax.grid(alpha=0.3, which="both" if log else "major")
+    legend = [Line2D([], [], color="0.3", marker="o", mfc="0.5", mec="0.5", lw=1.2, label="mean ± SEM over seeds"),
+              Line2D([], [], ls="none", marker="*", ms=12, color="tab:red", label="best alpha")]
+    if any(p.floor is not None for p in panels):
+        legend.append(Line2D([], [], color="0.35", ls=":", label="noise floor (two reference draws)"))
+    if any(not c for p in panels for c in p.complete):
+        legend.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3", label="some seed did not complete"))
+    axes[0].legend(handles=legend, fontsize=FONT["legend"], loc="best", framealpha=0.9)
     return fig
 
 
@@ -124,16 +152,15 @@ def curves_by_alpha(panels: list[CurvePanel], ylabel: str, log: bool = False) ->
     fig, axes = small_multiples(len(panels))
     for ax, p in zip(axes, panels):
         for alpha, (steps, values) in sorted(p.curves.items()):
-            ax.plot(steps, values, color=alpha_color(alpha), lw=1.2, marker="." if len(steps) < 15 else None)
+            ax.plot(steps, values, color=alpha_color(alpha), lw=1.5, marker="." if len(steps) < 15 else None)
         values = np.concatenate([v[np.isfinite(v)] for _, v in p.curves.values()])
         if log and len(values) and (values > 0).all():
             _log_y(ax, values)
-        ax.set_title(p.title, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
-        ax.tick_params(which="both", labelsize=7)
+        _style(ax, p.title, "training step", ylabel)
         ax.grid(alpha=0.3)
-    fig.colorbar(ScalarMappable(ALPHA_NORM, ALPHA_CMAP), ax=axes, label="alpha", shrink=0.9)
+    bar = fig.colorbar(ScalarMappable(ALPHA_NORM, ALPHA_CMAP), ax=axes, shrink=0.9)
+    bar.set_label("alpha", fontsize=FONT["label"])
+    bar.ax.tick_params(labelsize=FONT["tick"])
     return fig
 
 
@@ -147,30 +174,23 @@ class SamplePanel:
     note: str = ""
 
 
-def samples_grid(rows: list[tuple[str, list[SamplePanel]]]) -> Figure:
-    """Final samples over the reference set: one row per setting, one column per alpha."""
-    ncols = max(len(panels) for _, panels in rows)
-    fig = Figure(figsize=(1.45 * ncols + 0.4, 1.55 * len(rows)), layout="constrained")
-    axes = fig.subplots(len(rows), ncols, squeeze=False)
-    for i, (label, panels) in enumerate(rows):
-        for j, ax in enumerate(axes[i]):
-            if j >= len(panels):
-                ax.remove()
-                continue
-            p = panels[j]
-            if p.generated is not None:
-                scatter_samples(p.generated, p.reference, ax=ax)
-            else:
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.text(0.5, 0.5, p.note, ha="center", va="center", fontsize=7, color="tab:red",
-                        transform=ax.transAxes, wrap=True)
-            ax.set_title(f"alpha = {p.alpha:g}" + (f"\n{p.note}" if p.generated is not None and p.note else ""),
-                         fontsize=7, color=alpha_color(p.alpha) if p.alpha < 0.85 else "0.2")
-            for spine in ax.spines.values():
-                spine.set_color(alpha_color(p.alpha))
-                spine.set_linewidth(1.5)
-        axes[i][0].set_ylabel(label, fontsize=8)
+def samples_grid(panels: list[SamplePanel], ncols: int = 4) -> Figure:
+    """One setting's final samples, one panel per alpha, `ncols` to a row: generated points in the alpha's
+    colour over the reference set's density."""
+    fig, axes = small_multiples(len(panels), ncols=ncols, aspect=1.0, max_height=WIDTH / ncols)
+    for ax, p in zip(axes, panels):
+        if p.generated is not None:
+            scatter_samples(p.generated, p.reference, ax=ax, color=alpha_color(p.alpha))
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, p.note, ha="center", va="center", fontsize=FONT["label"], color="tab:red",
+                    transform=ax.transAxes, wrap=True)
+        ax.set_title(f"alpha = {p.alpha:g}" + (f" ({p.note})" if p.generated is not None and p.note else ""),
+                     fontsize=FONT["title"], color=alpha_color(p.alpha))
+        for spine in ax.spines.values():
+            spine.set_color(alpha_color(p.alpha))
+            spine.set_linewidth(2)
     return fig
 
 
@@ -194,16 +214,13 @@ def predicted_vs_measured(panels: list[AlphaStarPanel]) -> Figure:
         for k, (key, (means, sems)) in enumerate(p.predicted.items()):
             have = [i for i, m in enumerate(means) if m is not None]
             ax.errorbar([p.alphas[i] for i in have], [means[i] for i in have], yerr=[sems[i] or 0.0 for i in have],
-                        marker=markers[k % len(markers)], ms=4, lw=1, capsize=2, label=f"predicted {key}")
+                        marker=markers[k % len(markers)], ms=6, lw=1.2, capsize=3, label=f"predicted {key}")
         if p.measured is not None:
-            ax.axhline(p.measured, color="tab:red", ls="--", lw=1.2, label=f"measured SW1-optimal = {p.measured:g}")
+            ax.axhline(p.measured, color="tab:red", ls="--", lw=1.5, label=f"measured SW1-optimal = {p.measured:g}")
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
         ax.set_xlim(-0.05, 1.05)
         ax.set_ylim(-0.05, 1.05)
-        ax.set_title(p.title, fontsize=9)
-        ax.set_xlabel("alpha the cell was trained at", fontsize=8)
-        ax.set_ylabel("alpha*", fontsize=8)
-        ax.tick_params(which="both", labelsize=7)
+        _style(ax, p.title, "alpha the cell was trained at", "alpha*")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6.5, loc="best", frameon=False)
+        ax.legend(fontsize=FONT["legend"], loc="best", framealpha=0.9)
     return fig

@@ -1,18 +1,23 @@
-"""The alpha-comparison report of a sweep folder: gather the records (aggregate) -> tables and figures
-(table, plots) -> one self-contained HTML page and a markdown page with PNG files.
+"""The alpha-comparison report of a sweep folder: gather the records (aggregate) -> verdicts (verdict) ->
+tables and figures (table, plots) -> one self-contained HTML page and a markdown page with PNG files.
 
     report = build_report("multirun/2026-11-23/10-00-00")   # tables: Table (plain rows); figures: Figure
+    report.verdicts[0].sentence()                            # the answer, one sentence per setting
+    report.matched["swiss_roll"].steps                       # the same answer at every checkpoint
     report.tables["sw1_grid"].rows[0]["alpha = 0.5"]["mean"]
     write_report(report)                                     # report.html, report.md, report_files/, summary.csv
 
-Sections that need data the sweep does not have (gradient variance, FID, diagnostics, 2-D samples) are
-left out; cells that did not complete are shown in every table and listed with their errors.
+The page opens with the verdicts and the paired-difference plot, then the detail. Sections that need data
+the sweep does not have (noise floors, checkpoints, gradient variance, FID, diagnostics, 2-D samples) are left
+out; cells that did not complete are shown in every table and listed with their errors.
 """
 from __future__ import annotations
 
 import base64
 import html
 import io
+import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +25,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mfsweep.sweep.aggregate import (
-    NOT_COMPLETED, Row, Setting, best_alpha, collect, diagnostic_keys, group_settings, loss_settings,
-    mean_history, paired_difference, read_history, summarise,
+    NOT_COMPLETED, Row, Setting, add_floor_excess, best_alpha, collect, diagnostic_keys, group_settings,
+    loss_settings, mean_floor, mean_history, paired_difference, read_history, summarise,
 )
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic
 from mfsweep.sweep.plots import (
@@ -30,13 +35,17 @@ from mfsweep.sweep.plots import (
 )
 from mfsweep.sweep.record import SAMPLES
 from mfsweep.sweep.table import (
-    Table, csv_rows, diagnostics_table, grid_table, headline_table, problems_table, settings_table, steps_table,
+    TERMINAL, Table, csv_rows, diagnostics_table, grid_table, headline_table, matched_table, problems_table,
+    settings_table, steps_table, verdict_table,
+)
+from mfsweep.sweep.verdict import (
+    CONFIDENCE, StepVerdict, Verdict, checkpoint_key, matched_steps, setting_histories, stability, verdict,
 )
 
-METRICS = ("sw1", "sw2", "fid", "grad_var")
+METRICS = ("sw1", "sw2", "fid", "grad_var", "sw1_excess", "sw2_excess")
 HTML, MARKDOWN, FILES, SUMMARY = "report.html", "report.md", "report_files", "summary.csv"
-SCATTER_POINTS = 2000  # per panel: enough to see the shape, small enough to keep the page light
-DPI = 110
+SCATTER_POINTS = 4000  # per panel: enough to see the shape, small enough to keep the page light
+DPI = 200  # twice the 100 px per inch the page displays figures at: crisp on high-density screens
 
 
 @dataclass
@@ -51,6 +60,15 @@ class Section:
 
 
 @dataclass
+class Matched:
+    """One setting's verdict at each checkpoint of `key` (eval/sw1, or eval/fid for the DiT)."""
+
+    key: str
+    steps: list[StepVerdict]
+    stability: str
+
+
+@dataclass
 class Report:
     sweep_dir: Path
     settings: list[Setting]
@@ -59,6 +77,16 @@ class Report:
     tables: dict[str, Table]
     figures: dict[str, Figure]
     sections: list[Section]
+    verdicts: list[Verdict]
+    matched: dict[str, Matched]  # by setting label; settings without checkpoints are absent
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the working folder when it lies below it, else as given: pages and prints stay
+    readable and do not leak the machine's layout."""
+    here = Path.cwd().resolve()
+    full = path.resolve()
+    return os.path.relpath(full, here) if full.is_relative_to(here) else str(path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -110,7 +138,7 @@ def _samples(setting: Setting) -> list[SamplePanel]:
 
 def _alpha_panels(settings: list[Setting], metric: str) -> list[AlphaPanel]:
     return [AlphaPanel(s.label, s.alphas, [r.stats[metric][0] for r in s.rows], [r.stats[metric][1] for r in s.rows],
-                       [r.complete for r in s.rows], best_alpha(s, metric)) for s in settings]
+                       [r.complete for r in s.rows], best_alpha(s, metric), mean_floor(s, metric)) for s in settings]
 
 
 def _paired_panels(settings: list[Setting], metric: str) -> list[AlphaPanel]:
@@ -156,40 +184,82 @@ class _Sections:
     """One method per section of the page, in page order: each adds its tables and figures and returns the
     section, or None when the sweep has no data for it."""
 
-    ORDER = ("sweep", "headline", "sw1", "grad_var", "fid", "samples", "curves", "diagnostics", "problems")
+    ORDER = ("verdict", "sweep", "headline", "sw1", "checkpoints", "grad_var", "fid", "samples", "curves",
+             "diagnostics", "problems")
 
     def __init__(self, sweep_dir: Path, settings: list[Setting], counts: dict[str, int]):
         self.sweep_dir, self.settings, self.counts = sweep_dir, settings, counts
         self.tables: dict[str, Table] = {}
         self.figures: dict[str, Figure] = {}
         self.histories = _histories(settings)
+        self.verdicts = [verdict(s, "sw1") for s in settings]
+        self.matched: dict[str, Matched] = {}
+        for s in settings:
+            by_alpha = setting_histories(s, read_history)
+            if (key := checkpoint_key(by_alpha)) and (steps := matched_steps(s, by_alpha, key)):
+                self.matched[s.label] = Matched(key, steps, stability(steps))
 
     def build(self) -> list[Section]:
         return [sec for name in self.ORDER if (sec := getattr(self, name)()) is not None]
 
+    def verdict(self) -> Section:
+        self.tables["verdict"] = verdict_table(self.verdicts)
+        text = [v.sentence() + (f" At matched steps ({self.matched[v.setting].key}): "
+                                f"{self.matched[v.setting].stability}." if v.setting in self.matched else "")
+                for v in self.verdicts]
+        sec = Section("Verdict", text)
+        if panels := _paired_panels(self.settings, "sw1"):
+            self.figures["sw1_paired"] = metric_vs_alpha(panels, "SW1 minus SW1 at alpha = 0\n(lower is better)",
+                                                         zero_line=True)
+            sec.figures.append(("sw1_paired", "SW1 minus SW1 at alpha = 0 of the same seed, mean ± SEM over the "
+                                              "seeds completed at both: the seed-to-seed spread cancels. Below the "
+                                              "dashed line an alpha beats vanilla MeanFlow."))
+        return sec
+
     def sweep(self) -> Section:
         n = len(self.settings)
         self.tables["settings"] = settings_table(self.settings, [loss_settings(s) for s in self.settings])
-        return Section("Sweep", [f"Folder: {self.sweep_dir.resolve()}",
+        return Section("Sweep", [f"Folder: {shown_path(self.sweep_dir)}",
                                  f"{sum(self.counts.values())} cells: "
                                  + ", ".join(f"{k} {st}" for st, k in self.counts.items())
                                  + f" ({n} setting{'s' * (n > 1)})."], ["settings"])
 
     def headline(self) -> Section:
         quality = [m for m in ("sw1", "sw2", "fid") if _present(self.settings, m)] or ["sw1"]
-        self.tables["headline"] = headline_table(self.settings, tuple(quality))
-        return Section("alpha = 0 vs best alpha vs alpha = 1", tables=["headline"])
+        floors = {s.label: mean_floor(s, "sw1") for s in self.settings}
+        self.tables["headline"] = headline_table(self.settings, tuple(quality), floors)
+        return Section("Best alpha against alpha = 0", tables=["headline"])
 
     def sw1(self) -> Section:
         self.tables["sw1_grid"] = grid_table(self.settings, "sw1", "SW1 by setting and alpha (mean ± SEM)")
-        self.figures["sw1_vs_alpha"] = metric_vs_alpha(_alpha_panels(self.settings, "sw1"), "SW1")
+        self.figures["sw1_vs_alpha"] = metric_vs_alpha(_alpha_panels(self.settings, "sw1"), "SW1 (lower is better)")
         sec = Section("SW1 against alpha", tables=["sw1_grid"], figures=[(
-            "sw1_vs_alpha", "SW1 against alpha, mean ± SEM over completed seeds. Open marker: some seed did not "
-            "complete; red x on the axis: no seed completed; star: best alpha.")])
-        if panels := _paired_panels(self.settings, "sw1"):
-            self.figures["sw1_paired"] = metric_vs_alpha(panels, "SW1 - SW1 at alpha = 0", zero_line=True)
-            sec.figures.append(("sw1_paired", "SW1 minus SW1 at alpha = 0 of the same seed, mean ± SEM over the "
-                                              "seeds completed at both: the seed-to-seed spread cancels."))
+            "sw1_vs_alpha", "SW1 against alpha, mean ± SEM over completed seeds (the seed-to-seed spread, which "
+            "the paired plot above removes). Open marker: some seed did not complete; red x on the axis: no seed "
+            "completed; star: best alpha; dotted: the noise floor.")])
+        if _present(self.settings, "sw1_excess"):
+            self.tables["sw1_excess_grid"] = grid_table(
+                self.settings, "sw1_excess", "SW1 minus its noise floor by setting and alpha (mean ± SEM)")
+            sec.tables.append("sw1_excess_grid")
+            sec.text.append("The noise floor is SW1 between two independent reference draws of the evaluation's "
+                            "size, with the evaluation's projections (metrics.sw1_floor): what a perfect generator "
+                            "would score. The excess over it is what training can still remove.")
+        return sec
+
+    def checkpoints(self) -> Section | None:
+        if not self.matched:
+            return None
+        sec = Section("Verdict at matched steps", [
+            f"{label}: {m.stability}." for label, m in self.matched.items()])
+        for label, m in self.matched.items():
+            key = f"matched_{len(sec.tables)}"
+            self.tables[key] = matched_table(label, m.key, m.steps)
+            sec.tables.append(key)
+        if curves := _curves(self.settings, self.histories, "eval/sw1"):
+            self.figures["sw1_vs_step"] = curves_by_alpha([CurvePanel(k, v) for k, v in curves.items()],
+                                                          "SW1 at checkpoint (lower is better)")
+            sec.figures.append(("sw1_vs_step", "eval/sw1 at each checkpoint (fewer points and directions than the "
+                                               "final evaluation), mean over completed seeds, coloured by alpha."))
         return sec
 
     def grad_var(self) -> Section | None:
@@ -197,8 +267,8 @@ class _Sections:
             return None
         self.tables["grad_var_grid"] = grid_table(self.settings, "grad_var",
                                                   "Gradient variance by setting and alpha (mean ± SEM)")
-        self.figures["grad_var_vs_alpha"] = metric_vs_alpha(_alpha_panels(self.settings, "grad_var"), "grad_var",
-                                                            log=True)
+        self.figures["grad_var_vs_alpha"] = metric_vs_alpha(_alpha_panels(self.settings, "grad_var"),
+                                                            "gradient variance (log scale)", log=True)
         return Section("Gradient variance against alpha", [
             "Total gradient variance of the MeanFlow term (docs/method.md 5), tail-averaged over the second half of "
             "training."], ["grad_var_grid"], [("grad_var_vs_alpha", "Gradient variance against alpha (log scale).")])
@@ -211,7 +281,8 @@ class _Sections:
         if curves := _curves(self.settings, self.histories, "eval/fid"):
             alphas = sorted({a for s in self.settings for a in s.alphas})
             self.tables["fid_steps"] = steps_table(curves, alphas, "FID per checkpoint")
-            self.figures["fid_vs_step"] = curves_by_alpha([CurvePanel(k, v) for k, v in curves.items()], "FID")
+            self.figures["fid_vs_step"] = curves_by_alpha([CurvePanel(k, v) for k, v in curves.items()],
+                                                          "FID (lower is better)")
             sec.tables.append("fid_steps")
             sec.figures.append(("fid_vs_step", "FID at each checkpoint, mean over completed seeds, coloured by alpha."))
         return sec if sec.tables else None
@@ -220,17 +291,27 @@ class _Sections:
         flat = [s for s in self.settings if s.keys["dim"] == 2]
         if not flat:
             return None
-        self.figures["samples"] = samples_grid([(s.label, _samples(s)) for s in flat])
-        return Section("Final samples", figures=[("samples", (
-            f"Generated samples (colour) over the reference set (grey), first {SCATTER_POINTS} points of each cell's "
-            "samples.npz, lowest completed seed (named when it is not the grid's lowest)."))])
+        sec = Section("Final samples")
+        for i, s in enumerate(flat):
+            self.figures[f"samples_{i}"] = samples_grid(_samples(s))
+            sec.figures.append((f"samples_{i}", (
+                f"{s.label}: generated samples (coloured by alpha, first {SCATTER_POINTS} points of each cell's "
+                "samples.npz) over the reference set's density (grey); lowest completed seed (named when it is not "
+                "the grid's lowest).")))
+        return sec
 
     def curves(self) -> Section | None:
         sec = Section("Training curves")
+        notes = {"train/loss_mse": " Not comparable across alpha: the regression target's tangent changes with "
+                                   "alpha, so a lower loss at a higher alpha means a lower-variance target, not a "
+                                   "better model; compare alphas by SW1 above.",
+                 "diag/grad_var": ""}
         for key, name, log in (("train/loss_mse", "loss_curves", False), ("diag/grad_var", "grad_var_curves", True)):
             if by_setting := _curves(self.settings, self.histories, key):
-                self.figures[name] = curves_by_alpha([CurvePanel(k, v) for k, v in by_setting.items()], key, log=log)
-                sec.figures.append((name, f"{key} from history.csv, mean over the completed seeds of each alpha."))
+                self.figures[name] = curves_by_alpha([CurvePanel(k, v) for k, v in by_setting.items()],
+                                                     key + (" (log scale)" if log else ""), log=log)
+                sec.figures.append((name, f"{key} from history.csv, mean over the completed seeds of each alpha."
+                                          + notes[key]))
         return sec if sec.figures else None
 
     def diagnostics(self) -> Section | None:
@@ -253,7 +334,7 @@ class _Sections:
 
 
 def build_report(sweep_dir: str | Path) -> Report:
-    """Read every record below `sweep_dir` and build the report's tables, figures and sections.
+    """Read every record below `sweep_dir` and build the report's verdicts, tables, figures and sections.
     ValueError names the folder when it does not exist or holds no result.json."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -261,12 +342,14 @@ def build_report(sweep_dir: str | Path) -> Report:
     cells = collect(sweep_dir)
     if not cells:
         raise ValueError(f"no result.json below {sweep_dir}: nothing to report")
+    add_floor_excess(cells)
     rows = summarise(cells, METRICS)
     settings = group_settings(rows)
     counts = {st: sum(r.count(st) for r in rows) for st in ("completed",) + NOT_COMPLETED}
     parts = _Sections(sweep_dir, settings, counts)
     sections = parts.build()
-    return Report(sweep_dir, settings, rows, counts, parts.tables, parts.figures, sections)
+    return Report(sweep_dir, settings, rows, counts, parts.tables, parts.figures, sections, parts.verdicts,
+                  parts.matched)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -279,51 +362,70 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _md(text: str) -> str:
+    """Text for markdown: `*` and `_` (as in alpha*, sw1_floor) escaped so they never open emphasis."""
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
+
+
 def render_markdown(report: Report) -> str:
     """The page as markdown; figure `k` is `report_files/k.png`."""
     out = [f"# Alpha comparison: {report.sweep_dir.name or report.sweep_dir}"]
     for sec in report.sections:
         out.append(f"\n## {sec.title}\n")
-        out += [f"{p}\n" for p in sec.text]
+        out += [f"{_md(p)}\n" for p in sec.text]
+        out += [f"![{key}]({FILES}/{key}.png)\n\n*{_md(caption)}*\n" for key, caption in sec.figures]
         for key in sec.tables:
             t = report.tables[key]
-            out.append((f"**{t.title}**\n\n" if t.title != sec.title else "") + f"{t.markdown()}\n")
-        out += [f"![{key}]({FILES}/{key}.png)\n\n*{caption}*\n" for key, caption in sec.figures]
+            out.append((f"**{_md(t.title)}**\n\n" if t.title != sec.title else "") + f"{t.markdown()}\n")
         out += [f"{label}:\n\n```\n{text}\n```\n" for label, text in sec.code]
     return "\n".join(out)
 
 
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
-th{background:#f0f0f0}img{max-width:100%}.note,figcaption{color:#555;font-size:12px}pre{background:#f6f6f6;
-padding:.6em;overflow-x:auto;font-size:12px}h3{font-size:14px;margin-bottom:0}"""
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222;
+line-height:1.45}table{border-collapse:collapse;margin:.5em 0;font-size:13px;font-variant-numeric:tabular-nums}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f0f0f0}.wide{overflow-x:auto}
+img{max-width:100%;height:auto}figure{margin:1em 0}.note,figcaption{color:#444;font-size:13px}
+.verdict{font-size:16px;background:#f4f7fb;border-left:4px solid #2c5d9c;padding:.5em 1em;margin:.6em 0}
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:12px}h3{font-size:14px;margin-bottom:0}"""
 
 
 def render_html(report: Report, pngs: dict[str, bytes]) -> str:
-    """One self-contained page: inline CSS, figures embedded as base64 PNG, no external resources."""
+    """One self-contained page: inline CSS, figures embedded as base64 PNG at half their pixel size (2x for
+    high-density screens), no external resources."""
     esc = html.escape
     title = f"Alpha comparison: {report.sweep_dir.name or report.sweep_dir}"
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{CSS}</style>"
-           f"</head><body><h1>{esc(title)}</h1>"]
+    out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+           f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>"]
     for sec in report.sections:
         out.append(f"<h2>{esc(sec.title)}</h2>")
-        out += [f"<p>{esc(p)}</p>" for p in sec.text]
+        css = " class='verdict'" if sec.title == "Verdict" else ""
+        out += [f"<p{css}>{esc(p)}</p>" for p in sec.text]
+        for key, caption in sec.figures:
+            width = round(report.figures[key].get_size_inches()[0] * DPI / 2)
+            data = base64.b64encode(pngs[key]).decode()
+            out.append(f"<figure><img alt='{esc(key)}' width='{width}' src='data:image/png;base64,{data}'>"
+                       f"<figcaption>{esc(caption)}</figcaption></figure>")
         for key in sec.tables:
             t = report.tables[key]
-            out.append((f"<h3>{esc(t.title)}</h3>" if t.title != sec.title else "") + t.html())
-        for key, caption in sec.figures:
-            data = base64.b64encode(pngs[key]).decode()
-            out.append(f"<figure><img alt='{esc(key)}' src='data:image/png;base64,{data}'>"
-                       f"<figcaption>{esc(caption)}</figcaption></figure>")
+            out.append((f"<h3>{esc(t.title)}</h3>" if t.title != sec.title else "") + f"<div class='wide'>{t.html()}</div>")
         out += [f"<p>{esc(label)}:</p><pre>{esc(text)}</pre>" for label, text in sec.code]
     return "\n".join(out + ["</body></html>"])
 
 
-def report_text(report: Report) -> str:
-    """The console summary: counts, the headline table, the SW1 grid and what did not complete."""
-    parts = [report.sections[0].text[1], report.tables["headline"].text(), report.tables["sw1_grid"].text()]
+def report_text(report: Report, width: int = TERMINAL) -> str:
+    """The console summary within `width` columns: counts, the verdict per setting, the headline table and
+    what did not complete (the SW1 grid, 11 alphas wide, is in the pages)."""
+    counts = report.sections[1].text[1]
+    parts = [textwrap.fill(f"Sweep {shown_path(report.sweep_dir)}: {counts}", width),
+             f"Verdict (SW1, paired over seeds, {CONFIDENCE:.0%} t-interval):"]
+    for v in report.verdicts:
+        line = v.sentence()
+        if v.setting in report.matched:
+            line += f" At matched steps: {report.matched[v.setting].stability}."
+        parts[-1] += "\n" + textwrap.fill(line, width, initial_indent="- ", subsequent_indent="  ")
+    parts.append(report.tables["headline"].text(width))
     if report.tables["problems"].rows:
-        parts.append(report.tables["problems"].text())
+        parts.append(report.tables["problems"].text(width))
     return "\n\n".join(parts)
 
 

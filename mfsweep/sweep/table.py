@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 from mfsweep.sweep.aggregate import (
     NOT_COMPLETED, Row, Setting, best_alpha, expected_dir, paired_difference, setting_label, varying_keys,
 )
+from mfsweep.sweep.verdict import StepVerdict, Verdict, as_dict, fmt_pm
+
+TERMINAL = 100  # columns the console tables and captions fit in
 
 
 def fmt(mean: float | None, sem: float | None, digits: int = 4) -> str:
@@ -19,10 +23,9 @@ def fmt(mean: float | None, sem: float | None, digits: int = 4) -> str:
 
 
 def fmt_auto(mean: float | None, sem: float | None) -> str:
-    """Like `fmt`, with 4 significant digits, for metrics whose scale is unknown (gradient variance, FID)."""
-    if mean is None:
-        return "-"
-    return f"{mean:.4g}" + (f" ± {sem:.2g}" if sem is not None else "")
+    """For metrics whose scale is unknown (gradient variance, FID, diagnostics): the SEM to 2 significant
+    figures and the mean to the same decimal place (`verdict.fmt_pm`), 4 significant figures without a SEM."""
+    return fmt_pm(mean, sem)
 
 
 def csv_rows(rows: list[Row], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -49,10 +52,23 @@ def text_table(rows: list[Row], metrics: tuple[str, ...]) -> str:
     return _aligned(header, lines)
 
 
-def _aligned(header: list[str], lines: list[list[str]]) -> str:
+def _aligned(header: list[str], lines: list[list[str]], width: int | None = None) -> str:
+    """Columns padded to their widest cell. With `width`, the widest columns are narrowed (their cells
+    wrapped onto extra lines) until a row fits in `width` characters."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-    render = lambda cols: "  ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip()  # noqa: E731
-    return "\n".join([render(header), render(["-" * w for w in widths])] + [render(l) for l in lines])
+    if width is not None:
+        while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > 8:
+            widths[widths.index(max(widths))] -= 1
+
+    def render(cols: list[str]) -> list[str]:
+        wrapped = [textwrap.wrap(str(c), w, break_on_hyphens=False) or [""] for c, w in zip(cols, widths)]
+        return ["  ".join((parts[k] if k < len(parts) else "").ljust(w) for parts, w in zip(wrapped, widths)).rstrip()
+                for k in range(max(len(p) for p in wrapped))]
+
+    out = render(header) + ["  ".join("-" * w for w in widths)]
+    for line in lines:
+        out += render(line)
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -78,11 +94,13 @@ class Table:
         legend = f"{marker}: {self.bold_means}" if self.bold and self.bold_means else ""
         return " ".join(part for part in (legend, self.note) if part)
 
-    def text(self) -> str:
+    def text(self, width: int = TERMINAL) -> str:
+        """Aligned plain text within `width` columns: long cells wrap, and so do the title and the note."""
         lines = [[f"*{c}*" if (i, j) in self.bold else c for j, c in enumerate(row)]
                  for i, row in enumerate(self.cells)]
         note = self.legend("*...*")
-        return "\n".join([self.title, _aligned(self.columns, lines)] + ([note] if note else []))
+        return "\n".join(textwrap.wrap(self.title, width) + [_aligned(self.columns, lines, width)]
+                         + textwrap.wrap(note, width))
 
     def markdown(self) -> str:
         esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
@@ -114,57 +132,58 @@ def stat_text(stat: dict[str, Any] | None, formatter=fmt) -> str:
     return formatter(stat["mean"], stat["sem"]) + (f" [{', '.join(bad)}]" if bad else "")
 
 
-def _change(stat: dict[str, Any] | None, base: dict[str, Any] | None) -> float | None:
-    if not stat or not base or stat["mean"] is None or not base["mean"]:
-        return None
-    return 100.0 * (stat["mean"] - base["mean"]) / base["mean"]
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.1f}%"
-
-
 def _formatter(metric: str):
     return fmt if metric in ("sw1", "sw2") else fmt_auto
 
 
-def headline_table(settings: list[Setting], metrics: tuple[str, ...]) -> Table:
-    """alpha = 0 vs the SW1-best alpha vs alpha = 1, per setting and metric: changes relative to alpha = 0,
-    and the paired per-seed difference (`paired_difference`)."""
-    columns = ["setting", "metric", "alpha = 0", "best alpha", "at best alpha", "best vs 0", "best - 0 (paired)",
-               "alpha = 1", "1 vs 0", "1 - 0 (paired)"]
+def headline_table(settings: list[Setting], metrics: tuple[str, ...], floors: dict[str, float | None]) -> Table:
+    """Per setting and metric: alpha = 0 against the SW1-best alpha, with the paired per-seed difference
+    (`paired_difference`) and, for SW1, the noise floor (`floors[setting]`, the mean `sw1_floor`)."""
+    columns = ["setting", "metric", "best alpha", "alpha = 0", "best alpha's", "best - 0 (paired)", "floor"]
     rows, cells = [], []
     for s in settings:
         best = best_alpha(s, "sw1")
-        zero, at_best, one = (s.row(a) if a is not None else None for a in (0.0, best, 1.0))
+        zero, at_best = (s.row(a) if a is not None else None for a in (0.0, best))
         for m in metrics:
             f = _formatter(m)
-            st = {k: r.stat(m) if r else None for k, r in (("zero", zero), ("best", at_best), ("one", one))}
-            paired = {k: paired_difference(r, zero, m) if r and zero else None
-                      for k, r in (("best", at_best), ("one", one))}
-            row = {"setting": s.label, "metric": m, "alpha = 0": st["zero"], "best alpha": best,
-                   "at best alpha": st["best"], "best vs 0": _change(st["best"], st["zero"]),
-                   "best - 0 (paired)": paired["best"], "alpha = 1": st["one"],
-                   "1 vs 0": _change(st["one"], st["zero"]),
-                   "1 - 0 (paired)": paired["one"]}
-            rows.append(row)
-            cells.append([s.label, m.upper(), stat_text(st["zero"], f), "none" if best is None else f"{best:g}",
-                          stat_text(st["best"], f) if best is not None else "-", _pct(row["best vs 0"]),
-                          _paired_text(paired["best"], f), stat_text(st["one"], f), _pct(row["1 vs 0"]),
-                          _paired_text(paired["one"], f)])
+            st_zero, st_best = (r.stat(m) if r else None for r in (zero, at_best))
+            paired = paired_difference(at_best, zero, m) if at_best and zero and best != 0.0 else None
+            floor = floors.get(s.label) if m == "sw1" else None
+            rows.append({"setting": s.label, "metric": m, "best alpha": best, "alpha = 0": st_zero,
+                         "at best alpha": st_best, "best - 0 (paired)": paired, "floor": floor})
+            cells.append([s.label, m.upper(), "none" if best is None else f"{best:g}", stat_text(st_zero, f),
+                          "(alpha = 0)" if best == 0.0 else (stat_text(st_best, f) if best is not None else "-"),
+                          "-" if best == 0.0 else _paired_text(paired, f), "-" if floor is None else f"{floor:.4f}"])
     note = ("Mean ± SEM over the completed seeds. Best alpha: lowest mean SW1 among the alphas whose every seed "
-            "completed (an alpha with a failed, diverged or missing seed is shown but not a candidate; exact ties "
-            "go to the smaller alpha); SW2 and FID are read at that same alpha. 'vs 0': change of the mean relative "
-            "to alpha = 0 (negative is better). 'paired': mean ± SEM over seeds of the per-seed difference, on the "
-            "seeds completed at both alphas (seeds share weights and random draws across alphas).")
-    return Table("alpha = 0 vs best alpha vs alpha = 1", columns, rows, cells, note=note)
+            "completed (exact ties go to the smaller alpha); SW2 and FID are read at that alpha. Paired: mean ± SEM "
+            "over seeds of the per-seed difference (seeds share weights and random draws across alphas). Floor: "
+            "SW1 between two independent reference draws of the evaluation's size, the best a generator can score.")
+    return Table("Best alpha against alpha = 0", columns, rows, cells, note=note)
 
 
-def _paired_text(diff: dict[str, Any] | None, formatter) -> str:
-    if diff is None or diff["mean"] is None:
-        return "-"
-    sign = "+" if diff["mean"] >= 0 else ""
-    return sign + formatter(diff["mean"], diff["sem"]) + f" (n={diff['n']})"
+def verdict_table(verdicts: list[Verdict]) -> Table:
+    """The verdict sentences as plain rows (`verdict.as_dict`) for notebooks and summary files."""
+    rows = [as_dict(v) for v in verdicts]
+    return Table("Verdict", ["verdict"], rows, [[r["sentence"]] for r in rows])
+
+
+def matched_table(label: str, key: str, steps: list[StepVerdict]) -> Table:
+    """The verdict at each checkpoint of one setting: best alpha and its paired difference to alpha = 0
+    (the runner-up's, marked, when alpha = 0 is best)."""
+    columns = ["step", "best alpha", "compared", f"{key} minus at alpha = 0 (paired)", "n", "distinguishable"]
+    rows, cells = [], []
+    for v in steps:
+        d = v.difference
+        rows.append({"step": v.step, "best alpha": v.best, "compared": v.against,
+                     "difference": None if d is None else d.mean, "sem": None if d is None else d.sem,
+                     "n": 0 if d is None else d.n, "distinguishable": bool(d and d.distinguishable)})
+        cells.append([str(v.step), f"{v.best:g}", "-" if v.against is None else (
+            f"{v.against:g}" + (" (runner-up)" if v.best == 0.0 else "")),
+            "-" if d is None else fmt_pm(d.mean, d.sem, sign=True), "-" if d is None else str(d.n),
+            "-" if d is None or d.sem is None else ("yes" if d.distinguishable else "no")])
+    note = ("Best alpha at each checkpoint: lowest mean over seeds among alphas whose every seed completed. "
+            "Distinguishable: the 95% paired t-interval over seeds excludes zero.")
+    return Table(f"{label}: {key} at matched steps", columns, rows, cells, note=note)
 
 
 def grid_table(settings: list[Setting], metric: str, title: str) -> Table:
@@ -234,16 +253,30 @@ def _shown(folder: Path | None, root: Path | None) -> str:
 
 
 def diagnostics_table(settings: list[Setting], keys: list[str]) -> Table:
-    """The records' diagnostics (docs/method.md 4: alpha*, kappa, sigma2, bias2) per setting and alpha."""
-    columns = ["setting", "alpha", "done"] + keys
+    """The records' diagnostics (docs/method.md 4: alpha*, kappa, sigma2, bias2) per setting and alpha. A key
+    with one value in every cell, or with the same values as a key before it, says nothing per alpha: it is
+    left out of the columns and named in the note (the rows keep it)."""
+    stats = {(s.label, r.alpha): {k: r.stat(k, "diagnostics") for k in keys} for s in settings for r in s.rows}
+    shown, said = [], []
+    for k in keys:
+        values = [v for st in stats.values() for v in st[k]["values"]]
+        twin = next((j for j in shown if all(st[j]["values"] == st[k]["values"] for st in stats.values())), None)
+        if values and len(set(values)) == 1:
+            said.append(f"{k} is {values[0]:.4g} in every cell")
+        elif twin is not None:
+            said.append(f"{k} equals {twin} in every cell")
+        else:
+            shown.append(k)
+    columns = ["setting", "alpha", "done"] + shown
     rows, cells = [], []
     for s in settings:
         for r in s.rows:
-            stats = [r.stat(k, "diagnostics") for k in keys]
-            rows.append({"setting": s.label, "alpha": r.alpha, "done": r.count("completed")} | dict(zip(keys, stats)))
+            st = stats[s.label, r.alpha]
+            rows.append({"setting": s.label, "alpha": r.alpha, "done": r.count("completed")} | st)
             cells.append([s.label, f"{r.alpha:g}", f"{r.count('completed')}/{len(r.seeds)}"]
-                         + [fmt_auto(st["mean"], st["sem"]) for st in stats])
-    return Table("Diagnostics (mean ± SEM over completed seeds)", columns, rows, cells)
+                         + [fmt_auto(st[k]["mean"], st[k]["sem"]) for k in shown])
+    note = "; ".join(said) + " (not shown as columns)." if said else ""
+    return Table("Diagnostics (mean ± SEM over completed seeds)", columns, rows, cells, note=note)
 
 
 def steps_table(curves: dict[str, dict[float, tuple[Any, Any]]], alphas: list[float], title: str) -> Table:
