@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-stamp
 DEMO    ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench clean chromium notebook
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,8 +21,19 @@ demo: $(STAMP)
 	$(VENV)/bin/mfsweep-report $(DEMO)
 
 # The whole test suite (slow-marked tests excluded; `make test-slow` runs them).
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Debian's chromium for the report's browser test (tests/test_browser.py drives it with Playwright; no browser
+# download). Installed only where missing and only as root; elsewhere the test says why it skips (fails if CI=true).
+chromium:
+	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && apt-get update -q \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
+		|| echo "chromium not installed (needs root and apt-get): the browser test will skip"
+
+# JupyterLab (a dev dependency) on the analysis notebooks; they read demo/ unless MFSWEEP_SWEEP_DIR says otherwise.
+notebook: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
 
 test-slow: $(STAMP)
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)

@@ -1,4 +1,5 @@
-"""The analysis notebooks: stored without outputs, and executed (nbmake) against the session's tiny sweep."""
+"""The analysis notebooks: stored without outputs, executed (nbmake) against the session's tiny sweep from their
+own folder (where Jupyter starts a kernel), and showing their figures."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbmake.nb_run import NotebookRun
+
+from mfsweep.sweep.report import build_report, resolve_sweep_dir
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -23,11 +26,32 @@ def test_notebook_is_stored_without_outputs(path):
     assert not stale, f"{path.name}: code cells {stale} hold outputs; clear them before committing"
 
 
+def _images(nb) -> int:
+    """How many outputs carry a rendered image."""
+    return sum(1 for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs
+               if {"image/png", "image/svg+xml"} & set(o.get("data", {})))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_on_the_tiny_sweep(path, tiny_sweep, monkeypatch):
+def test_notebook_runs_on_the_tiny_sweep_and_shows_figures(path, tiny_sweep, monkeypatch):
     monkeypatch.setenv("MFSWEEP_SWEEP_DIR", str(tiny_sweep))  # the kernel inherits this process's environment
-    result = NotebookRun(path, default_timeout=120).execute()
+    result = NotebookRun(path, default_timeout=300).execute()
     assert result.error is None, f"{path.name}, cell {result.error.failing_cell_index}:\n{result.error.trace}"
+    # Figures reach the notebook as images, not as "<Figure size ...>" text (no backend forced on import).
+    texts = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                    for cell in result.nb.cells if cell.cell_type == "code" for o in cell.outputs)
+    assert "<Figure size" not in texts
     if path.stem == "alpha_comparison":  # it read the tiny sweep: 3 alphas x 2 seeds, all completed
-        printed = "".join(o.get("text", "") for o in result.nb.cells[1].outputs)
-        assert "6 completed" in printed and "alphas [0.0, 0.5, 1.0], seeds [0, 1]" in printed
+        assert "6 completed" in texts and "alphas [0.0, 0.5, 1.0], seeds [0, 1]" in texts
+        report = build_report(tiny_sweep)
+        assert all(v.sentence() in texts for v in report.verdicts)  # the report's verdict API, same sentences
+        # paired plot, own SW plot, grad-var plot and curves, one samples figure
+        assert _images(result.nb) >= 5
+    else:  # MSE curves, alpha* against c, Figure 1
+        assert _images(result.nb) == 3
+
+
+def test_a_relative_sweep_folder_is_found_from_the_repository_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(NOTEBOOKS[0].parent)  # a notebook kernel's working folder
+    assert resolve_sweep_dir("demo") == NOTEBOOKS[0].parent.parent / "demo"
+    assert resolve_sweep_dir(tmp_path) == tmp_path

@@ -67,12 +67,26 @@ def test_headline_matches_records_and_skips_partial_alphas(built, broken):
     # alpha 0.5 has the lowest mean (0.01, one seed) but a missing seed; alpha 1 has none completed.
     assert rows["sw1"]["best alpha"] == 0.0
     assert rows["sw1"]["at best alpha"]["mean"] == pytest.approx(mean)
-    assert rows["sw1"]["best vs 0"] == pytest.approx(0.0)
-    one = rows["sw1"]["alpha = 1"]
-    assert (one["mean"], one["failed"], one["diverged"]) == (None, 1, 1)
+    assert rows["sw1"]["best - 0 (paired)"] is None  # alpha = 0 against itself is no comparison
     text = report.tables["headline"].cells[0]
-    assert text[2] == f"{mean:.4f} ± {sem:.4f}"
-    assert text[7] == "failed (1/2), diverged (1/2)"
+    assert text[3] == f"{mean:.4f} ± {sem:.4f}"
+    assert text[4:6] == ["(alpha = 0)", "-"]
+    floors = [read_record(p.parent)["metrics"]["sw1_floor"] for p in broken.rglob("result.json")
+              if read_record(p.parent)["status"] == "completed"]
+    assert rows["sw1"]["floor"] == pytest.approx(np.mean(floors))
+
+
+def test_verdict_opens_every_format(built, broken):
+    report, _ = built
+    (v,) = report.verdicts
+    sentence = v.sentence()
+    assert sentence.startswith("swiss_roll: alpha = 0 is the only alpha with every seed completed. ")
+    assert sentence.endswith("3 cells did not complete (1 failed, 1 diverged, 1 missing); alphas missing a seed "
+                             "are not candidates.")
+    assert report.sections[0].title == "Verdict" and report.sections[0].text[0].startswith(sentence)
+    assert report.sections[0].figures[0][0] == "sw1_paired"
+    md = (broken / "report.md").read_text()
+    assert md.index(sentence.replace("_", "\\_")) < md.index("sw1_paired") < md.index("## Sweep")
 
 
 def test_grid_marks_statuses_and_best(built, broken):
@@ -126,12 +140,14 @@ def test_best_alpha_and_paired_difference_on_intact_sweep(tiny_sweep):
     report = build_report(tiny_sweep)  # read-only: the shared sweep keeps no report files
     means = {a: _direct(tiny_sweep, a)[0] for a in (0.0, 0.5, 1.0)}
     head = report.tables["headline"].rows[0]
-    assert head["best alpha"] == min(means, key=means.get)
+    best = min(means, key=means.get)
+    assert head["best alpha"] == best == report.verdicts[0].best
     by_seed = {(r["alpha"], r["seed"]): r["metrics"]["sw1"]
                for p in tiny_sweep.rglob("result.json") if (r := read_record(p.parent))}
-    diffs = np.array([by_seed[1.0, s] - by_seed[0.0, s] for s in (0, 1)])
-    assert head["1 - 0 (paired)"]["mean"] == pytest.approx(diffs.mean(), rel=1e-9)
-    assert head["1 - 0 (paired)"]["sem"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(2), rel=1e-9)
+    against = best if best else min((a for a in means if a), key=means.get)  # the runner-up when 0 wins
+    diffs = np.array([by_seed[against, s] - by_seed[0.0, s] for s in (0, 1)])
+    assert report.verdicts[0].difference.mean == pytest.approx(diffs.mean(), rel=1e-9)
+    assert report.verdicts[0].difference.sem == pytest.approx(diffs.std(ddof=1) / np.sqrt(2), rel=1e-9)
     fixed, varying = report.tables["settings"].rows[0]["loss keys held fixed across alpha"], \
         report.tables["settings"].rows[0]["loss keys that vary with alpha"]
     assert fixed["anchor_weight"] == 0.0 and fixed["adaptive_p"] == 0.0 and varying == {}
@@ -162,8 +178,10 @@ def test_optional_sections_follow_the_data(tmp_path):
     titles = [s.title for s in report.sections]
     assert "Diagnostics" in titles and "FID" in titles and "Final samples" not in titles  # dim 3
     diag = report.tables["diagnostics"]
-    assert diag.columns[3:] == ["alpha_star_scalar", "kappa"]
+    assert diag.columns[3:] == ["alpha_star_scalar"]  # kappa is 0.9 everywhere: said, not shown as a column
+    assert diag.note == "kappa is 0.9 in every cell (not shown as columns)."
     assert diag.rows[0]["alpha_star_scalar"]["mean"] == pytest.approx(0.65)
+    assert diag.rows[0]["kappa"]["mean"] == pytest.approx(0.9)
     assert {"alpha_star", "fid_vs_step"} <= set(report.figures)
     fid = {(r["step"]): r["alpha = 1"] for r in report.tables["fid_steps"].rows}
     assert fid == {5: pytest.approx(11.5), 10: pytest.approx(6.5)}  # mean over seeds 0, 1
@@ -194,11 +212,38 @@ def test_cli_exits_2_naming_a_bad_folder(tmp_path, capsys):
     assert f"no result.json below {tmp_path}" in capsys.readouterr().err
 
 
-def test_cli_prints_tables_and_the_page(broken, capsys):
+def test_cli_prints_the_verdict_within_100_columns(broken, capsys, monkeypatch):
+    monkeypatch.chdir(broken.parent)
     assert main([str(broken)]) == 0
     out = capsys.readouterr().out
-    assert "alpha = 0 vs best alpha vs alpha = 1" in out and "SW1 by setting and alpha" in out
-    assert str(broken / "report.html") in out
+    assert out.startswith(f"Sweep {broken.name}: 6 cells: 3 completed")
+    assert "Verdict (SW1, paired over seeds, 95% t-interval):\n- swiss_roll: alpha = 0 is the only alpha" in out
+    assert "Best alpha against alpha = 0" in out and "Cells that did not complete" in out
+    assert f"report: {broken.name}/report.html" in out and str(broken.parent) not in out  # relative paths
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_markdown_captions_escape_their_asterisks(tmp_path):
+    _synthetic(tmp_path, {0.0: [0.5, 0.6], 1.0: [0.4, 0.5]}, diagnostics=True)
+    write_report(build_report(tmp_path))
+    md = (tmp_path / "report.md").read_text()
+    assert "*Predicted alpha\\* (mean ± SEM" in md
+    for line in md.splitlines():  # an italic caption opens and closes once: no stray unescaped asterisk
+        if line.startswith("*") and not line.startswith("**"):
+            assert len(re.findall(r"(?<!\\)\*", line)) == 2, line
+
+
+def test_alpha_colours_read_on_white():
+    """WCAG contrast of every alpha's colour against white is at least 3:1 (graphics), so no light lime."""
+    from mfsweep.sweep.plots import alpha_color
+
+    def luminance(rgb):
+        c = np.array(rgb[:3])
+        c = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+    contrasts = [1.05 / (luminance(alpha_color(a)) + 0.05) for a in np.linspace(0, 1, 11)]
+    assert min(contrasts) >= 3.0 and contrasts[-1] < contrasts[0]
 
 
 def test_each_format_writes_the_emphasis_legend_in_its_own_marker():

@@ -57,7 +57,8 @@ def test_clear_winner(tmp_path):
     s = v.sentence()
     assert s.startswith("two_moons: best alpha = 0.5, SW1 lower than at alpha = 0 by ")
     assert fmt_pm(-diffs.mean(), diffs.std(ddof=1) / np.sqrt(3)) in s
-    assert "over 3 paired seeds), distinguishable from zero" in s and "not distinguishable" not in s
+    assert "(20% of SW1 at alpha = 0; mean ± SEM over 3 paired seeds), distinguishable from zero" in s
+    assert "not distinguishable" not in s
 
 
 def test_tie_is_not_distinguishable(tmp_path):
@@ -72,7 +73,7 @@ def test_best_at_zero_names_the_runner_up_not_a_zero_difference(tmp_path):
     s = v.sentence()
     assert (v.best, v.against) == (0.0, 1.0)
     assert s.startswith("two_moons: best alpha = 0 (vanilla MeanFlow): the runner-up, alpha = 1, has SW1 higher by ")
-    assert "by 0.0100 ± 0.0012 (mean ± SEM over 3 paired seeds)" in s
+    assert "by 0.0100 ± 0.0012 (4.0% of SW1 at alpha = 0; mean ± SEM over 3 paired seeds)" in s
     assert "+0.0%" not in s and "0.0000 ± 0.0000" not in s
 
 
@@ -88,7 +89,7 @@ def test_failed_seed_removes_its_alpha_and_is_said(tmp_path):
 def test_one_seed_is_too_few_to_judge(tmp_path):
     v = verdict(_setting(_sweep(tmp_path, {0.0: [0.20], 0.5: [0.10]})))
     assert v.difference.sem is None and not v.difference.distinguishable
-    assert "by 0.1 (1 paired seed: too few to tell from zero)." in v.sentence()
+    assert "by 0.1 (50% of SW1 at alpha = 0; 1 paired seed: too few to tell from zero)." in v.sentence()
 
 
 def _curve(flip_at: int | None):

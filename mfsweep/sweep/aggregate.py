@@ -265,5 +265,6 @@ def add_floor_excess(cells: list[Cell]) -> None:
 
 def mean_floor(setting: Setting, metric: str = "sw1") -> float | None:
     """The mean of `metric`'s floor over the setting's completed cells (None when no record has one)."""
-    values = [v for r in setting.rows for c in r.completed() if (v := c.record["metrics"].get(f"{metric}_floor")) is not None]
+    values = [v for r in setting.rows for c in r.completed()
+              if (v := c.record["metrics"].get(f"{metric}_floor")) is not None]
     return float(np.mean(values)) if values else None

@@ -4,7 +4,7 @@ need none for a plain `Figure`), and nothing keeps them alive once dropped.
 
 Every figure is `WIDTH` inches wide, saved by the report at 2x its display resolution, so it fills the page
 width crisply. Alpha is always coloured with one sequential, colour-blind-safe colormap over [0, 1] (plasma,
-stopped at orange so that alpha = 1 stays readable on white), so the alphas read in order."""
+stopped at coral so that every alpha keeps a 3:1 contrast on white), so the alphas read in order."""
 from __future__ import annotations
 
 import math
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-ALPHA_CMAP = ListedColormap(matplotlib.colormaps["plasma"](np.linspace(0.0, 0.82, 256)), name="plasma_to_orange")
+ALPHA_CMAP = ListedColormap(matplotlib.colormaps["plasma"](np.linspace(0.0, 0.63, 256)), name="plasma_to_coral")
 ALPHA_NORM = Normalize(0.0, 1.0)
 WIDTH = 11.0  # inches: the page's content width at 100 px per inch
 FONT = {"title": 11, "label": 10, "tick": 9, "legend": 8.5}

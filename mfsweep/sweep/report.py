@@ -81,6 +81,18 @@ class Report:
     matched: dict[str, Matched]  # by setting label; settings without checkpoints are absent
 
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def resolve_sweep_dir(path: str | Path) -> Path:
+    """A sweep folder named by the user: an absolute path as is; a relative one from the working folder when it
+    is there, else from the repository root (a notebook's kernel runs in notebooks/, `make demo` writes demo/)."""
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    return REPOSITORY / path
+
+
 def shown_path(path: Path) -> str:
     """`path` relative to the working folder when it lies below it, else as given: pages and prints stay
     readable and do not leak the machine's layout."""
@@ -226,7 +238,7 @@ class _Sections:
 
     def headline(self) -> Section:
         quality = [m for m in ("sw1", "sw2", "fid") if _present(self.settings, m)] or ["sw1"]
-        floors = {s.label: mean_floor(s, "sw1") for s in self.settings}
+        floors = {(s.label, m): mean_floor(s, m) for s in self.settings for m in quality}
         self.tables["headline"] = headline_table(self.settings, tuple(quality), floors)
         return Section("Best alpha against alpha = 0", tables=["headline"])
 

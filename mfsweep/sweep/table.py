@@ -136,9 +136,10 @@ def _formatter(metric: str):
     return fmt if metric in ("sw1", "sw2") else fmt_auto
 
 
-def headline_table(settings: list[Setting], metrics: tuple[str, ...], floors: dict[str, float | None]) -> Table:
+def headline_table(settings: list[Setting], metrics: tuple[str, ...],
+                   floors: dict[tuple[str, str], float | None]) -> Table:
     """Per setting and metric: alpha = 0 against the SW1-best alpha, with the paired per-seed difference
-    (`paired_difference`) and, for SW1, the noise floor (`floors[setting]`, the mean `sw1_floor`)."""
+    (`paired_difference`) and the noise floor (`floors[setting, metric]`, e.g. the mean `sw1_floor`)."""
     columns = ["setting", "metric", "best alpha", "alpha = 0", "best alpha's", "best - 0 (paired)", "floor"]
     rows, cells = [], []
     for s in settings:
@@ -148,7 +149,7 @@ def headline_table(settings: list[Setting], metrics: tuple[str, ...], floors: di
             f = _formatter(m)
             st_zero, st_best = (r.stat(m) if r else None for r in (zero, at_best))
             paired = paired_difference(at_best, zero, m) if at_best and zero and best != 0.0 else None
-            floor = floors.get(s.label) if m == "sw1" else None
+            floor = floors.get((s.label, m))
             rows.append({"setting": s.label, "metric": m, "best alpha": best, "alpha = 0": st_zero,
                          "at best alpha": st_best, "best - 0 (paired)": paired, "floor": floor})
             cells.append([s.label, m.upper(), "none" if best is None else f"{best:g}", stat_text(st_zero, f),
@@ -157,8 +158,15 @@ def headline_table(settings: list[Setting], metrics: tuple[str, ...], floors: di
     note = ("Mean ± SEM over the completed seeds. Best alpha: lowest mean SW1 among the alphas whose every seed "
             "completed (exact ties go to the smaller alpha); SW2 and FID are read at that alpha. Paired: mean ± SEM "
             "over seeds of the per-seed difference (seeds share weights and random draws across alphas). Floor: "
-            "SW1 between two independent reference draws of the evaluation's size, the best a generator can score.")
+            "SW between two independent reference draws of the evaluation's size, the best a generator can score.")
     return Table("Best alpha against alpha = 0", columns, rows, cells, note=note)
+
+
+def _paired_text(diff: dict[str, Any] | None, formatter) -> str:
+    if diff is None or diff["mean"] is None:
+        return "-"
+    sign = "+" if diff["mean"] >= 0 else ""
+    return sign + formatter(diff["mean"], diff["sem"]) + f" (n={diff['n']})"
 
 
 def verdict_table(verdicts: list[Verdict]) -> Table:

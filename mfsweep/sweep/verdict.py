@@ -102,6 +102,7 @@ class Verdict:
     seeds: int
     not_completed: dict[str, int]
     has_zero: bool
+    at_zero: float | None = None  # mean metric at alpha = 0, to say the difference's size relative to it
 
     def sentence(self) -> str:
         m = self.metric.upper()
@@ -121,10 +122,15 @@ class Verdict:
             head += f"best alpha = {self.best:g}, {m} lower than at alpha = 0 by "
         size = fmt_pm(abs(d.mean), d.sem) if d.mean is not None else "-"
         seeds = f"{d.n} paired seed{'s' * (d.n != 1)}"
+        share = ""
+        if d.mean is not None and self.at_zero:
+            pct = 100 * abs(d.mean) / self.at_zero
+            share = f"{pct:.0f}" if pct >= 10 else f"{pct:#.2g}".rstrip(".")  # 2 significant figures
+            share = f"{share}% of {m} at alpha = 0; "
         if d.sem is None:
-            judged = f"{size} ({seeds}: too few to tell from zero)"
+            judged = f"{size} ({share}{seeds}: too few to tell from zero)"
         else:
-            judged = (f"{size} (mean ± SEM over {seeds}), "
+            judged = (f"{size} ({share}mean ± SEM over {seeds}), "
                       + ("distinguishable from zero" if d.distinguishable else "not distinguishable from zero")
                       + f" ({_interval_text(d)})")
         return head + judged + "." + self._caveat()
@@ -150,8 +156,9 @@ def verdict(setting: Setting, metric: str = "sw1") -> Verdict:
         against = min(others)[1] if others else None
     difference = _paired(_by_seed(setting, against, metric), zero) if against is not None else None
     counts = {k: sum(r.count(k) for r in setting.rows) for k in NOT_COMPLETED}
+    zero_row = setting.row(0.0)
     return Verdict(setting.label, metric, best, against, difference, len(setting.seeds), counts,
-                   setting.row(0.0) is not None)
+                   zero_row is not None, zero_row.stats.get(metric, (None,))[0] if zero_row else None)
 
 
 # ---------------------------------------------------------------------------------------------------------
