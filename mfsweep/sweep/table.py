@@ -154,7 +154,7 @@ def headline_table(settings: list[Setting], metrics: tuple[str, ...],
                          "at best alpha": st_best, "best - 0 (paired)": paired, "floor": floor})
             cells.append([s.label, m.upper(), "none" if best is None else f"{best:g}", stat_text(st_zero, f),
                           "(alpha = 0)" if best == 0.0 else (stat_text(st_best, f) if best is not None else "-"),
-                          "-" if best == 0.0 else _paired_text(paired, f), "-" if floor is None else f"{floor:.4f}"])
+                          "-" if best == 0.0 else _paired_text(paired), "-" if floor is None else f"{floor:.4f}"])
     note = ("Mean ± SEM over the completed seeds. Best alpha: lowest mean SW1 among the alphas whose every seed "
             "completed (exact ties go to the smaller alpha); SW2 and FID are read at that alpha. Paired: mean ± SEM "
             "over seeds of the per-seed difference (seeds share weights and random draws across alphas). Floor: "
@@ -162,11 +162,11 @@ def headline_table(settings: list[Setting], metrics: tuple[str, ...],
     return Table("Best alpha against alpha = 0", columns, rows, cells, note=note)
 
 
-def _paired_text(diff: dict[str, Any] | None, formatter) -> str:
+def _paired_text(diff: dict[str, Any] | None) -> str:
+    """A paired difference at the precision its SEM carries (a fixed 4 decimals would print tiny ones as 0)."""
     if diff is None or diff["mean"] is None:
         return "-"
-    sign = "+" if diff["mean"] >= 0 else ""
-    return sign + formatter(diff["mean"], diff["sem"]) + f" (n={diff['n']})"
+    return fmt_pm(diff["mean"], diff["sem"], sign=True) + f" (n={diff['n']})"
 
 
 def verdict_table(verdicts: list[Verdict]) -> Table:
@@ -205,7 +205,8 @@ def grid_table(settings: list[Setting], metric: str, title: str) -> Table:
         rows.append({"setting": s.label} | dict(zip(columns[1:], stats)))
         cells.append([s.label] + [stat_text(st, _formatter(metric)) for st in stats])
         bold |= {(i, j + 1) for j, a in enumerate(alphas) if a == best}
-    means = f"the lowest mean {metric.upper()} of the row among alphas with every seed completed."
+    means = (f"the lowest mean {metric.upper().replace('_EXCESS', ' excess over the floor')} of the row among alphas "
+             "with every seed completed.")
     return Table(title, columns, rows, cells, bold, bold_means=means)
 
 

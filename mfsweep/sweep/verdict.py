@@ -125,8 +125,9 @@ class Verdict:
         share = ""
         if d.mean is not None and self.at_zero:
             pct = 100 * abs(d.mean) / self.at_zero
-            share = f"{pct:.0f}" if pct >= 10 else f"{pct:#.2g}".rstrip(".")  # 2 significant figures
-            share = f"{share}% of {m} at alpha = 0; "
+            share = (f"{pct:.0f}%" if pct >= 10 else f"{pct:#.2g}".rstrip(".") + "%" if pct >= 0.01
+                     else "under 0.01%")  # 2 significant figures
+            share = f"{share} of {m} at alpha = 0; "
         if d.sem is None:
             judged = f"{size} ({share}{seeds}: too few to tell from zero)"
         else:
