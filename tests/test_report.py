@@ -185,6 +185,11 @@ def test_optional_sections_follow_the_data(tmp_path):
     assert {"alpha_star", "fid_vs_step"} <= set(report.figures)
     fid = {(r["step"]): r["alpha = 1"] for r in report.tables["fid_steps"].rows}
     assert fid == {5: pytest.approx(11.5), 10: pytest.approx(6.5)}  # mean over seeds 0, 1
+    # The DiT's FID checkpoints make the same matched-step table: alpha 1 is 1 worse than 0 at both steps.
+    matched = report.matched["dgmm"]
+    assert matched.key == "eval/fid" and [(v.step, v.best, v.against) for v in matched.steps] == [(5, 0, 1), (10, 0, 1)]
+    assert matched.steps[0].difference.mean == pytest.approx(1.0) and matched.steps[0].difference.sem == 0
+    assert matched.stability == "only one checkpoint (step 10) in the last third of training: stability cannot be judged"
 
 
 def test_loss_keys_that_vary_with_alpha_are_named(tmp_path):

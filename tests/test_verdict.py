@@ -92,6 +92,11 @@ def test_one_seed_is_too_few_to_judge(tmp_path):
     assert "by 0.1 (50% of SW1 at alpha = 0; 1 paired seed: too few to tell from zero)." in v.sentence()
 
 
+def test_a_single_alpha_has_nothing_to_compare(tmp_path):
+    v = verdict(_setting(_sweep(tmp_path, {0.0: [0.20, 0.25]})))
+    assert v.sentence() == "two_moons: the sweep has one alpha (0): nothing to compare."
+
+
 def _curve(flip_at: int | None):
     """eval/sw1 at steps 100..1000: alpha 0.5 is 0.02 below alpha 0 (seed noise shared), until `flip_at`,
     after which it is 0.02 above."""

@@ -206,7 +206,7 @@ class _Sections:
         self.histories = _histories(settings)
         self.verdicts = [verdict(s, "sw1") for s in settings]
         self.matched: dict[str, Matched] = {}
-        for s in settings:
+        for s in (s for s in settings if len(s.rows) > 1):  # one alpha: no verdict to follow over training
             by_alpha = setting_histories(s, read_history)
             if (key := checkpoint_key(by_alpha)) and (steps := matched_steps(s, by_alpha, key)):
                 self.matched[s.label] = Matched(key, steps, stability(steps))
@@ -330,8 +330,8 @@ class _Sections:
         if not (keys := diagnostic_keys([c for s in self.settings for c in s.cells()])):
             return None
         self.tables["diagnostics"] = diagnostics_table(self.settings, keys)
-        sec = Section("Diagnostics", ["Measured in each cell (docs/method.md 4): predicted alpha*, kappa, sigma2, bias2."],
-                      ["diagnostics"])
+        sec = Section("Diagnostics", ["Measured in each cell (docs/method.md 4): predicted alpha*, kappa, sigma2, "
+                                      "bias2."], ["diagnostics"])
         if panels := _alpha_star_panels(self.settings, [k for k in keys if k.startswith("alpha_star")]):
             self.figures["alpha_star"] = predicted_vs_measured(panels)
             sec.figures.append(("alpha_star", "Predicted alpha* (mean ± SEM over seeds, estimated in the cells trained "
@@ -419,7 +419,8 @@ def render_html(report: Report, pngs: dict[str, bytes]) -> str:
                        f"<figcaption>{esc(caption)}</figcaption></figure>")
         for key in sec.tables:
             t = report.tables[key]
-            out.append((f"<h3>{esc(t.title)}</h3>" if t.title != sec.title else "") + f"<div class='wide'>{t.html()}</div>")
+            out.append((f"<h3>{esc(t.title)}</h3>" if t.title != sec.title else "")
+                       + f"<div class='wide'>{t.html()}</div>")
         out += [f"<p>{esc(label)}:</p><pre>{esc(text)}</pre>" for label, text in sec.code]
     return "\n".join(out + ["</body></html>"])
 

@@ -102,6 +102,7 @@ class Verdict:
     seeds: int
     not_completed: dict[str, int]
     has_zero: bool
+    alphas: int  # in the grid, completed or not
     at_zero: float | None = None  # mean metric at alpha = 0, to say the difference's size relative to it
 
     def sentence(self) -> str:
@@ -113,6 +114,8 @@ class Verdict:
             return head + f"best alpha = {self.best:g} by mean {m}; the sweep has no alpha = 0 to compare with." \
                 + self._caveat()
         d = self.difference
+        if self.alphas == 1:
+            return head + f"the sweep has one alpha ({self.best:g}): nothing to compare." + self._caveat()
         if self.best == 0.0:
             if self.against is None:
                 return head + "alpha = 0 is the only alpha with every seed completed." + self._caveat()
@@ -158,8 +161,9 @@ def verdict(setting: Setting, metric: str = "sw1") -> Verdict:
     difference = _paired(_by_seed(setting, against, metric), zero) if against is not None else None
     counts = {k: sum(r.count(k) for r in setting.rows) for k in NOT_COMPLETED}
     zero_row = setting.row(0.0)
+    at_zero = zero_row.stats.get(metric, (None,))[0] if zero_row else None
     return Verdict(setting.label, metric, best, against, difference, len(setting.seeds), counts,
-                   zero_row is not None, zero_row.stats.get(metric, (None,))[0] if zero_row else None)
+                   zero_row is not None, len(setting.rows), at_zero)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -223,7 +227,8 @@ def stability(verdicts: list[StepVerdict], fraction: float = 1 / 3) -> str:
     if len(tail) < 2:
         return f"only one checkpoint ({span}) in the last third of training: stability cannot be judged"
     if len(set(bests)) == 1:
-        return f"stable over the last third of training: best alpha = {bests[0]:g} at all {len(tail)} checkpoints ({span})"
+        return (f"stable over the last third of training: best alpha = {bests[0]:g} at all {len(tail)} "
+                f"checkpoints ({span})")
     changes = ", ".join(f"{v.best:g} at {v.step}" for v in tail)
     return f"not stable over the last third of training ({span}): best alpha {changes}"
 
