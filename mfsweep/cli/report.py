@@ -2,7 +2,8 @@
 
 Writes `SWEEP_DIR/report.html` (one self-contained page), `SWEEP_DIR/report.md` (with its figures in
 `SWEEP_DIR/report_files/`) and `SWEEP_DIR/summary.csv` (one row per setting and alpha: mean and SEM over
-seeds, counts of failed, diverged and missing cells), and prints the main tables.
+seeds, counts of failed, diverged and missing cells), and prints, within 100 columns, the verdict per setting,
+the best-alpha table and the cells that did not complete (the per-alpha grids are in the pages).
 """
 from __future__ import annotations
 
