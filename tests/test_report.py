@@ -134,6 +134,8 @@ def test_pages_are_written_and_self_contained(built, broken):
     with open(broken / "summary.csv") as f:
         assert len(list(csv.DictReader(f))) == 3
     assert {"Diagnostics", "FID"}.isdisjoint(s.title for s in report.sections)  # no such data in this sweep
+    (loss,) = [c for s in report.sections for k, c in s.figures if k == "loss_curves"]
+    assert "Not comparable across alpha" in loss and "Not comparable across alpha" in page
 
 
 def test_best_alpha_and_paired_difference_on_intact_sweep(tiny_sweep):
@@ -259,3 +261,20 @@ def test_each_format_writes_the_emphasis_legend_in_its_own_marker():
     assert table.markdown().endswith("Bold: the best. Extra.") and "**0.2**" in table.markdown()
     assert "<p class='note'>Bold: the best. Extra.</p>" in table.html()
     assert Table("t", ["a"], [{}], [["0.1"]], note="Extra.", bold_means="the best.").text().endswith("\nExtra.")
+
+
+def test_diagnostics_that_say_nothing_are_named_not_shown(tmp_path):
+    from mfsweep.sweep.table import diagnostics_table
+
+    _synthetic(tmp_path, {0.0: [0.5, 0.6], 1.0: [0.4, 0.5]})
+    for p in tmp_path.rglob("result.json"):
+        rec = read_record(p.parent)
+        bias = 0.1 * rec["seed"] + rec["alpha"]
+        rec["diagnostics"] |= {"alpha_star_scalar": 1.0, "bias2": bias, "bias2_ema_gap": bias, "kappa": bias + 1}
+        write_record(p.parent, rec)
+    settings = group_settings(summarise(collect(tmp_path)))
+    table = diagnostics_table(settings, ["alpha_star_scalar", "bias2", "bias2_ema_gap", "kappa"])
+    assert table.columns[3:] == ["bias2", "kappa"]
+    assert table.note == ("alpha_star_scalar is 1 in every cell; bias2_ema_gap equals bias2 in every cell "
+                          "(not shown as columns).")
+    assert table.rows[1]["bias2_ema_gap"]["mean"] == pytest.approx(1.05)  # the rows keep every key

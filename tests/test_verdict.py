@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import compose_cfg
 from mfsweep.sweep.aggregate import collect, group_settings, read_history, summarise
 from mfsweep.sweep.record import make_record, write_record
 from mfsweep.sweep.verdict import (
@@ -135,3 +136,13 @@ def test_matched_steps_flip_late(tmp_path):
     assert (table[-1].against, table[-1].difference.mean) == (0.5, pytest.approx(0.02 + 0.001))
     assert stability(table) == ("not stable over the last third of training (steps 700-1000): best alpha "
                                 "0.5 at 700, 0.5 at 800, 0 at 900, 0 at 1000")
+
+
+@pytest.mark.parametrize("overrides", [(), ("experiment=demo",), ("dataset=dgmm",)], ids=["toy", "demo", "dgmm"])
+def test_grids_log_about_ten_checkpoints_by_default(overrides):
+    cfg = compose_cfg(*overrides)
+    assert cfg.trainer.max_steps // cfg.eval.every == 10
+
+
+def test_the_dit_logs_no_fid_checkpoints_unless_asked():
+    assert compose_cfg("trainer=dit", "model=dit_s_2", "dataset=digits").eval.every == 0
