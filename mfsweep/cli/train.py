@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import matplotlib.pyplot as plt
 import numpy as np
@@ -186,14 +185,21 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> None:
+def train_job(cfg: DictConfig) -> None:
+    """One Hydra job: its cells live under the run or sweep folder, in the context of its other overrides."""
     _quiet()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     root = Path(hc.sweep.dir if multirun else hc.run.dir)
     context = context_name(hc.overrides.task, list(cfg.sweep.packed_keys))
     train(cfg, root, context)
+
+
+def main() -> None:
+    """`python -m mfsweep.cli.train` is `mfsweep-train` (mfsweep.cli.entry)."""
+    from mfsweep.cli.entry import main as entry_main
+
+    entry_main()
 
 
 if __name__ == "__main__":
