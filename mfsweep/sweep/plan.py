@@ -17,7 +17,6 @@ from typing import Any, Iterable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from mfsweep.cli.validate import as_list
 from mfsweep.sweep.atomic import write_json_atomic
 from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, plan_cells
 
@@ -44,6 +43,10 @@ def record_keys(cfg: DictConfig) -> dict[str, Any]:
     return {"task": get("dataset.task"), "dataset": get("dataset.name"), "dim": get("dataset.dim"),
             "tangent": get("tangent.name"), "anchor_weight": get("loss.anchor_weight"),
             "adaptive_p": get("loss.adaptive_p")}
+
+
+def as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else [value]
 
 
 def job_cells(cfg: DictConfig, root: Path, overrides: Sequence[str]) -> list[Cell]:
