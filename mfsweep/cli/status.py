@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from mfsweep.sweep.plan import read_plan
+from mfsweep.sweep.plan import read_plan, setting_label, varying
 from mfsweep.sweep.states import PlannedCell, planned_cells
 
 ORDER = ("completed", "failed", "diverged", "missing")
@@ -31,12 +31,6 @@ def resume_command(plan: dict, root: Path, retrain_failed: bool) -> str:
     return shlex.join([program, *args])
 
 
-def _label(setting: dict, varying: list[str]) -> str:
-    """The keys that tell this setting from the sweep's others; for a sweep of one setting, its dataset."""
-    shown = [f"{k}={setting[k]}" for k in varying] or [f"{k}={v}" for k, v in setting.items() if k == "dataset"]
-    return " ".join(shown) or "all cells"
-
-
 def _word(cell: PlannedCell) -> str:
     return {"completed": "ok", "failed": "FAILED", "diverged": "DIVERGED"}.get(cell.state) or cell.reason or "missing"
 
@@ -49,8 +43,7 @@ def setting_tables(cells: list[PlannedCell]) -> list[str]:
         key = repr(sorted(c.entry["setting"].items()))
         by_setting.setdefault(key, []).append(c)
         settings[key] = c.entry["setting"]
-    keys = sorted({k for s in settings.values() for k in s})
-    varying = [k for k in keys if len({str(s.get(k)) for s in settings.values()}) > 1]
+    keys = varying(settings.values())
     lines = []
     for key, group in by_setting.items():
         seeds = sorted({c.entry["seed"] for c in group})
@@ -58,7 +51,7 @@ def setting_tables(cells: list[PlannedCell]) -> list[str]:
         grid = {(c.entry["alpha"], c.entry["seed"]): c for c in group}
         tasks = sorted({c.entry["array_task"] for c in group if c.entry.get("array_task")})
         counts = Counter(c.state for c in group)
-        lines.append(f"{_label(settings[key], varying)}: {counts['completed']}/{len(group)} completed"
+        lines.append(f"{setting_label(settings[key], keys)}: {counts['completed']}/{len(group)} completed"
                      + (f"  (SLURM {', '.join(tasks)})" if tasks else ""))
         width = max([len(_word(c)) for c in group] + [8])
         lines.append("  " + "alpha".ljust(8) + "".join(f"seed={s}".ljust(width + 2) for s in seeds))

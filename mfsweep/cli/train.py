@@ -119,7 +119,7 @@ def train(cfg: DictConfig, root: Path, context: str = "") -> list[dict[str, Any]
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
         for c in todo:
             write_record(c.dir, _record(cfg, task, c, "failed", wall, error=error, n_members=len(todo)))
-        tracking.finish([{}] * len(todo), [None] * len(todo), exit_code=1)
+        tracking.finish([{"error": error}] * len(todo), [None] * len(todo), exit_code=1)
         raise
     wall = (time.perf_counter() - start) / len(todo)
     records = [_finish_cell(cfg, task, i, c, res, wall, len(todo)) for i, (c, res) in enumerate(zip(todo, results))]

@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterator, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.sweep.cells import needs_training
-from mfsweep.sweep.plan import assign_tasks, job_cells, merge_plan, plan_entries, submitted_tasks, write_plan
+from mfsweep.sweep.plan import (assign_tasks, job_cells, merge_plan, plan_entries, setting_label, submitted_tasks,
+                                varying, write_plan)
 from mfsweep.sweep.states import planned_cells
 
 POLL_S = 1.0  # how often the launching process looks for newly submitted array tasks
@@ -92,11 +93,14 @@ class PlannedLaunch:
     def untrained(self) -> list[str]:
         """This launch's failed or diverged cells that it did not train again, with their first error line."""
         kept = set(self.kept)
+        cells = planned_cells(self.root, self.plan)
+        keys = varying(c.entry["setting"] for c in cells)
         out = []
-        for c in planned_cells(self.root, self.plan):
+        for c in cells:
             if c.entry["dir"] in kept and c.state in ("failed", "diverged"):
                 error = (c.record.get("error") or f"diverged at step {c.record.get('diverged_step')}").strip()
-                out.append(f"{c.entry['dir']} ({c.state}: {error.splitlines()[0][:120]})")
+                out.append(f"{setting_label(c.entry['setting'], keys)} alpha={c.entry['alpha']:g} "
+                           f"seed={c.entry['seed']} ({c.state}: {error.splitlines()[0][:120]})")
         return out
 
     def interrupted(self, exc: Exception, status_text: str) -> None:

@@ -36,6 +36,19 @@ def setting_of_overrides(overrides: Iterable[str]) -> dict[str, str]:
     return dict(sorted(keys.items()))
 
 
+def varying(settings: Iterable[dict[str, str]]) -> list[str]:
+    """The setting keys whose value differs between `settings`."""
+    settings = list(settings)
+    keys = sorted({k for s in settings for k in s})
+    return [k for k in keys if len({str(s.get(k)) for s in settings}) > 1]
+
+
+def setting_label(setting: dict[str, str], varying_keys: list[str]) -> str:
+    """The keys that tell this setting from the sweep's others; for a sweep of one setting, its dataset."""
+    shown = [f"{k}={setting[k]}" for k in varying_keys if k in setting]
+    return " ".join(shown or [f"{k}={v}" for k, v in setting.items() if k == "dataset"]) or "all cells"
+
+
 def record_keys(cfg: DictConfig) -> dict[str, Any]:
     """The record's setting keys (aggregate.SETTING_KEYS) as far as the config tells them, for the labels of
     a setting none of whose cells has a record yet."""
