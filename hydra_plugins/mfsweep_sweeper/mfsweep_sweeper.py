@@ -16,6 +16,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
+from omegaconf import OmegaConf
 
 from mfsweep.cli.status import summary
 from mfsweep.sweep.launch import PlannedLaunch
@@ -29,6 +30,10 @@ class MfsweepSweeperConf:
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="mfsweep", node=MfsweepSweeperConf, provider="mfsweep")
+# `${mfsweep.first:${sweep.name},mfsweep}`: the first non-null argument (conf/launcher/slurm.yaml's job name).
+# Registered here because the launching process, the only one that reads hydra.launcher, imports this module.
+OmegaConf.register_new_resolver("mfsweep.first", lambda *args: next((a for a in args if a is not None), None),
+                                replace=True)
 
 
 def pack(overrides: List[Override], keys: List[str], parser: OverridesParser) -> List[Override]:
