@@ -107,6 +107,9 @@ class PlannedLaunch:
         """After a job raised: print the sweep's status. A task that ended without a result (cancelled, timed
         out past its requeues) is no error of the code: say so in one line instead of submitit's log dump."""
         print(status_text, flush=True)
+        if "DNS SRV lookup failed" in str(exc):
+            print("mfsweep-train: SLURM found no slurm.conf (SLURM_CONF unset?): for the local cluster of "
+                  "scripts/slurm, `source DIR/env.sh` in this shell first.", file=sys.stderr, flush=True)
         if type(exc).__name__ == "UncompletedJobError":
             print("mfsweep-train: some array tasks ended without a result (cancelled, or timed out past their "
                   "requeues; see above); relaunch the same command to resume them.", file=sys.stderr, flush=True)
