@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 from test_plan import ARGS, CLI
-from test_slurm_sweep import PRESET, _arrays
+from test_slurm_sweep import PRESET
 
 from mfsweep.cli.status import main as status_main
 from mfsweep.sweep.aggregate import collect, group_settings, summarise
-from mfsweep.sweep.plan import read_plan
+from mfsweep.sweep.lock import read_lock
+from mfsweep.sweep.plan import read_plan, submitted_tasks
 from slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.slurm
 
 GRID = ["sweep.mode=packed", "dataset=swiss_roll,two_moons", "alpha.value=0.0,1.0", "seed=0", "logger=csv",
-        "sweep.name=plan-test", "trainer.max_steps=100"]
+        "sweep.name=plan-test", "trainer.max_steps=300"]
 
 
 def _start(root: Path) -> subprocess.Popen:
@@ -27,16 +28,19 @@ def _start(root: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _task_of(root: Path, dataset: str, timeout: float = 120) -> str:
-    """The array task that owns `dataset`'s cells, once the launching process has recorded it in plan.json."""
+def _training_task(root: Path, dataset: str, timeout: float = 180) -> str:
+    """The array task that owns `dataset`'s cells (as plan.json records it), once it trains them (their locks
+    exist). A pending array element cancelled before it starts leaves no trace in sacct, and submitit then
+    waits for it forever: this test cancels a running task, as a researcher would."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         plan = read_plan(root) or {"cells": []}
-        tasks = {c["array_task"] for c in plan["cells"] if c["setting"]["dataset"] == dataset}
-        if len(tasks) == 1 and None not in tasks:
+        cells = [c for c in plan["cells"] if c["setting"]["dataset"] == dataset]
+        tasks = {c["array_task"] for c in cells}
+        if len(tasks) == 1 and None not in tasks and all(read_lock(root / c["dir"]) for c in cells):
             return tasks.pop()
         time.sleep(0.1)
-    raise TimeoutError(f"no array task recorded for {dataset} in {root}/plan.json")
+    raise TimeoutError(f"{dataset}'s cells in {root} not training after {timeout} s")
 
 
 def test_cancelled_task_is_listed_then_resumed_and_a_finished_sweep_submits_nothing(slurm_cluster: SlurmCluster,
@@ -44,7 +48,7 @@ def test_cancelled_task_is_listed_then_resumed_and_a_finished_sweep_submits_noth
     root = tmp_path / "grid"
     root.mkdir()
     proc = _start(root)
-    moons = _task_of(root, "two_moons")
+    moons = _training_task(root, "two_moons")
     assert slurm_cluster.run("scancel", moons).returncode == 0
     out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 1, out[-3000:]
@@ -61,19 +65,16 @@ def test_cancelled_task_is_listed_then_resumed_and_a_finished_sweep_submits_noth
     (moon,) = [s for s in group_settings(summarise(collect(root))) if s.keys["dataset"] == "two_moons"]
     assert all(r.status[0] == "missing" and r.cells[0].record["reason"] == "cancelled" for r in moon.rows)
 
-    before = _arrays(root)
+    before = submitted_tasks(root)
     done = subprocess.run([CLI, "-m", *PRESET, *ARGS, *GRID, f"hydra.sweep.dir={root}"], cwd=root.parent,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (again,) = _arrays(root) - before  # one new array ...
-    tasks = {p.name for p in (root / ".submitit").iterdir() if p.name.startswith(f"{again}_")}
-    assert tasks == {f"{again}_0"}  # ... of one task: the cancelled job's
+    (again,) = submitted_tasks(root) - before  # one job: the cancelled task's (submitit submits one job alone)
     assert "4 planned cells: 4 completed" in done.stdout
-    assert {c["array_task"] for c in read_plan(root)["cells"] if c["setting"]["dataset"] == "two_moons"} == {
-        f"{again}_0"}
+    assert {c["array_task"] for c in read_plan(root)["cells"] if c["setting"]["dataset"] == "two_moons"} == {again}
 
-    before = _arrays(root)
+    before = submitted_tasks(root)
     done = subprocess.run([CLI, "-m", *PRESET, *ARGS, *GRID, f"hydra.sweep.dir={root}"], cwd=root.parent,
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and _arrays(root) == before, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0 and submitted_tasks(root) == before, done.stdout[-3000:] + done.stderr[-3000:]
     assert "4 planned cells: 4 completed" in done.stdout

@@ -23,7 +23,8 @@ from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, plan_cells
 PLAN = "plan.json"
 SCHEMA = 1
 GRID_KEYS = ("alpha.value", "seed")  # what varies inside a setting; every other key makes the setting
-TASK_DIR = re.compile(r"(\d+)_(\d+)")  # submitit's per-task folders: <array job id>_<task id>
+# submitit's per-job folders: <array job id>_<task id>, or <job id> for a batch of one job (not an array)
+TASK_DIR = re.compile(r"(\d+)(_\d+)?")
 
 
 def setting_of_overrides(overrides: Iterable[str]) -> dict[str, str]:
@@ -109,9 +110,12 @@ def merge_plan(root: Path, command: list[str], launcher: str, entries: list[dict
 
 
 def submitted_tasks(root: Path) -> set[str]:
-    """The `<array>_<task>` ids submitit has made folders for under `root/.submitit` (at submission)."""
+    """The `<array>_<task>` (or single `<job>`) ids submitit has made folders for under `root/.submitit` (at
+    submission). An array also gets a folder named by its bare id, for its submission file: left out."""
     folder = Path(root) / ".submitit"
-    return {p.name for p in folder.iterdir() if TASK_DIR.fullmatch(p.name)} if folder.exists() else set()
+    names = {p.name for p in folder.iterdir() if TASK_DIR.fullmatch(p.name)} if folder.exists() else set()
+    arrays = {n.split("_")[0] for n in names if "_" in n}
+    return {n for n in names if "_" in n or n not in arrays}
 
 
 def assign_tasks(plan: dict[str, Any], new_tasks: set[str], jobs: list[list[int]]) -> bool:
@@ -121,6 +125,8 @@ def assign_tasks(plan: dict[str, Any], new_tasks: set[str], jobs: list[list[int]
     owner = {}
     for array, batch in zip(arrays, jobs):
         owner |= {job: f"{array}_{i}" for i, job in enumerate(batch) if f"{array}_{i}" in new_tasks}
+        if array in new_tasks:  # a batch of one job, submitted as a plain job
+            owner[batch[0]] = array
     changed = False
     for c in plan["cells"]:
         if c.get("launched") and c["job"] in owner and c.get("array_task") != owner[c["job"]]:
