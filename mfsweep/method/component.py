@@ -62,7 +62,7 @@ def infer_members(group: str, keys: Mapping[str, Any], n_members: int | None, ve
     lengths = set()
     for key, value in keys.items():
         if key in vector_keys:
-            value = list(value) if _is_sequence(value) else value
+            value = list(value) if _is_sequence(value) else []  # not a list: member_vectors says so
             if value and all(_is_sequence(v) for v in value):
                 lengths.add(len(value))
         elif (n := _length(value)) is not None and n != 1:
