@@ -32,6 +32,7 @@ from mfsweep.sweep.components import build_proxy, build_schedule
 
 STAGING = Path(__file__).resolve().parents[1] / "conf_staging"
 BUILT_IN = ("conditional", "ema", "oracle", "online", "velocity_head")
+YAMLS = sorted(p.stem for p in (STAGING / "tangent").glob("*.yaml"))  # a new YAML is tested too
 E, D = 3, 2
 
 
@@ -244,8 +245,10 @@ def test_ema_state_round_trips_through_a_checkpoint():
     (lambda: EMAProxy(ema_decay=None), "tangent.ema_decay must be a finite number, got None"),
     (lambda: VelocityHeadProxy(head=partial(EnsembleMLP, width=8), loss_weight=0.0),
      "tangent.loss_weight must be in (0, inf), got 0"),
-    (lambda: VelocityHeadProxy(head=partial(EnsembleMLP, width=0)), "tangent.head.width must be a positive integer, got 0"),
-    (lambda: VelocityHeadProxy(head=partial(EnsembleMLP, depth=2.5)), "tangent.head.depth must be a positive integer, got 2.5"),
+    (lambda: VelocityHeadProxy(head=partial(EnsembleMLP, width=0)),
+     "tangent.head.width must be a positive integer, got 0"),
+    (lambda: VelocityHeadProxy(head=partial(EnsembleMLP, depth=2.5)),
+     "tangent.head.depth must be a positive integer, got 2.5"),
     (lambda: VelocityHeadProxy(head=3), "tangent.head must build a network"),
     (lambda: VelocityHeadProxy(head=partial(EnsembleMLP)).setup(torch.nn.Linear(2, 2)),
      "tangent=velocity_head has a head for vector models only so far"),
@@ -265,8 +268,9 @@ def staged(name: str, group: str = "tangent", **overrides):
     return cfg[group]
 
 
-@pytest.mark.parametrize("name", BUILT_IN)
+@pytest.mark.parametrize("name", YAMLS)
 def test_staging_yaml_builds_its_class_with_exactly_its_keys(name):
+    assert set(BUILT_IN) <= set(YAMLS)
     cfg = staged(name)
     proxy = build_proxy(cfg)
     assert isinstance(proxy, Proxy) and proxy.name == name

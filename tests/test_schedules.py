@@ -29,6 +29,7 @@ from mfsweep.sweep.components import build_schedule
 
 STAGING = Path(__file__).resolve().parents[1] / "conf_staging"
 BUILT_IN = ("constant", "linear", "cosine", "sigmoid", "step", "adaptive", "adaptive_h")
+YAMLS = sorted(p.stem for p in (STAGING / "alpha").glob("*.yaml"))  # a new YAML is tested too
 
 
 def values(schedule: AlphaSchedule, steps: list[int]) -> list[list[float]]:
@@ -285,8 +286,9 @@ def staged(name: str, group: str = "alpha", **overrides):
     return root[group]
 
 
-@pytest.mark.parametrize("name", BUILT_IN)
+@pytest.mark.parametrize("name", YAMLS)
 def test_staging_yaml_builds_its_class_with_exactly_its_keys(name):
+    assert set(BUILT_IN) <= set(YAMLS)
     cfg = staged(name)
     schedule = build_schedule(cfg, n_members=2)
     assert schedule.name == name and schedule.n_members == 2
