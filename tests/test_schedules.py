@@ -186,6 +186,18 @@ def test_adaptive_reads_the_diagnostics_pipeline():
     assert s.alpha(1).tolist() == pytest.approx(values["alpha_star_scalar"][:, -1].tolist())
 
 
+def test_packed_adaptive_member_equals_its_single_schedule():
+    diag = scalar_diagnostics(*map(list, zip(*MEMBERS)))
+    packed = AdaptiveAlpha(every=[5, 10, 5], init=[0.0, 0.5, 1.0], warmup=[0, 10, 5], low=[0.0, 0.2, 0.0],
+                           high=[1.0, 0.8, 0.5], smoothing=[0.0, 0.5, 0.9], n_members=3)
+    singles = [AdaptiveAlpha(**{k: v for k, v in packed.spec(i).items() if k != "name"}) for i in range(3)]
+    for step in range(0, 31, 5):
+        packed.observe(step, diag)
+        for i, single in enumerate(singles):
+            single.observe(step, {k: v[i:i + 1] for k, v in diag.items()})
+            assert single.alpha(step).item() == packed.alpha(step)[i].item()
+
+
 def test_adaptive_keeps_a_member_whose_estimate_is_not_finite():
     s = AdaptiveAlpha(every=1, init=0.2, warmup=0, smoothing=0.0, n_members=2)
     s.observe(1, {"c": torch.tensor([2.0, math.nan]), "sigma2": torch.ones(2), "bias2": torch.zeros(2)})

@@ -226,6 +226,8 @@ class EMAProxy(Proxy):
     @torch.no_grad()
     def velocity(self, model: nn.Module, z: torch.Tensor, t: torch.Tensor, *, bind: Bind = _plain,
                  offset: torch.Tensor | float = 0.0) -> torch.Tensor:
+        if self.ema is None:
+            raise RuntimeError("EMAProxy.setup(model) was not called")
         return bind(self.ema)(z, boundary_r(t, offset), t)
 
     @torch.no_grad()
@@ -289,6 +291,8 @@ class VelocityHeadProxy(Proxy):
 
     def _predict(self, z: torch.Tensor, t: torch.Tensor, bind: Bind) -> torch.Tensor:
         """`v_phi(z, t)`: the head at r = t."""
+        if self.head is None:
+            raise RuntimeError("VelocityHeadProxy.setup(model) was not called")
         return bind(self.head)(z, t, t)
 
     @torch.no_grad()
