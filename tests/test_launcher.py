@@ -37,6 +37,11 @@ def test_slurm_preset_defaults_and_friendly_overrides_reach_submitit_slurm():
     assert custom["setup"] == ["module load cuda/12.1", "export FOO=bar"]
 
 
+def test_slurm_jobs_are_named_after_the_sweep():
+    assert _launcher("launcher=slurm")["name"] == "mfsweep"
+    assert _launcher("launcher=slurm", "sweep.name=toy-grid")["name"] == "toy-grid"
+
+
 def test_hydra_launcher_keys_still_override_the_preset():
     got = _launcher("launcher=slurm", "launcher.partition=gpu", "hydra.launcher.partition=cpu",
                     "hydra.launcher.exclude=node07", "+hydra.launcher.additional_parameters.mail-type=END")

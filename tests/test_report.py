@@ -205,11 +205,13 @@ def test_loss_keys_that_vary_with_alpha_are_named(tmp_path):
     assert table.cells[0][-1] == "offset: 0.02 at alpha=0, 0.05 at alpha=1"
 
 
-def test_two_records_for_one_cell_are_refused(tmp_path):
+def test_folders_that_differ_in_a_key_the_record_lacks_are_two_settings(tmp_path):
+    """Without a plan, two folders whose records agree on every setting key are told apart by their folders."""
     _synthetic(tmp_path / "steps=10", {0.0: [0.5]})
     _synthetic(tmp_path / "steps=20", {0.0: [0.4]})
-    with pytest.raises(ValueError, match=r"two records for the same cell \(alpha=0, seed=0\)"):
-        build_report(tmp_path)
+    settings = group_settings(summarise(collect(tmp_path)))
+    assert [s.label for s in settings] == ["dgmm folder=steps=10", "dgmm folder=steps=20"]
+    assert [s.rows[0].stats["sw1"][0] for s in settings] == [0.5, 0.4]
 
 
 def test_cli_exits_2_naming_a_bad_folder(tmp_path, capsys):

@@ -36,10 +36,10 @@ def test_offline_runs_per_cell_hold_config_history_summary_and_plot(tmp_path):
         assert list((run_dir / "files" / "media" / "images").rglob("*.png"))
 
 
-def test_a_resumed_cell_continues_its_run_id_in_a_second_offline_folder(tmp_path):
-    """Offline, resuming writes a second `offline-run-*-<id>` folder under the same id (`wandb sync` of both
-    continues the one run); the resumed part logs the history restored from the checkpoint again, so it holds
-    the whole history even when the first part was lost with a killed job."""
+def test_a_resumed_cell_continues_its_run_id_in_one_offline_folder(tmp_path):
+    """Offline, resuming writes a new `offline-run-*-<id>` folder under the same id that logs the history
+    restored from the checkpoint again, so it holds the whole history (even when the first part was lost with a
+    killed job) and replaces the earlier folder: one part per cell to sync."""
     tiny = [o for o in TINY if o not in ("logger=csv", "trainer.max_steps=40")]
     first = train(compose_cfg(*tiny, "logger=wandb", "trainer.max_steps=20", "alpha.value=0.0", "seed=1"), tmp_path)
     assert first[0]["steps"] == 20  # its checkpoint (saved at the end of training) is where the second run resumes
@@ -48,9 +48,7 @@ def test_a_resumed_cell_continues_its_run_id_in_a_second_offline_folder(tmp_path
     assert record["steps"] == 40
     cell = tmp_path / "alpha=0,seed=1"
     folders = sorted((cell / "wandb").glob("offline-run-*"))
-    parts = [run_contents(f) for f in folders]
-    assert len(parts) == 2
-    assert {p["id"] for p in parts} == {p["config"]["wandb_run_id"] for p in parts} == {wandb_run_id(cell)}
-    steps = [[row["_step"] for row in p["history"] if "train/loss_mse" in row] for p in parts]
-    assert steps == [[10, 20], [10, 20, 30, 40]]
-    assert parts[1]["summary"]["eval/sw1"] == pytest.approx(record["metrics"]["sw1"])
+    (part,) = [run_contents(f) for f in folders]
+    assert part["id"] == part["config"]["wandb_run_id"] == wandb_run_id(cell)
+    assert [row["_step"] for row in part["history"] if "train/loss_mse" in row] == [10, 20, 30, 40]
+    assert part["summary"]["eval/sw1"] == pytest.approx(record["metrics"]["sw1"])

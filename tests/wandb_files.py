@@ -60,7 +60,7 @@ def run_contents(run_dir: Path, wait_s: float = 20.0) -> dict[str, Any]:
     exit record is written (up to `wait_s`; pass 0 for a run whose process is gone, e.g. killed)."""
     (path,) = Path(run_dir).glob("run-*.wandb")
     info: dict[str, Any] = {"config": {}, "history": [], "summary": {}, "group": None, "job_type": None, "tags": [],
-                            "id": None, "exited": False}
+                            "id": None, "exited": False, "exit_code": None}
     for r in finished_records(path, wait_s):
         kind = r.WhichOneof("record_type")
         if kind == "run":
@@ -74,5 +74,5 @@ def run_contents(run_dir: Path, wait_s: float = 20.0) -> dict[str, Any]:
         elif kind == "summary":
             info["summary"].update({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in r.summary.update})
         elif kind == "exit":
-            info["exited"] = True
+            info["exited"], info["exit_code"] = True, r.exit.exit_code
     return info

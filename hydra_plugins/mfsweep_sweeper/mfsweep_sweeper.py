@@ -4,6 +4,9 @@ With `sweep.mode=packed`, a multirun sweep over one of `sweep.packed_keys` (alph
 expanded into jobs but handed to each job as one list (`alpha.value=[0.0,0.1,...]`), so one process trains
 every alpha x seed cell of, say, one dataset (docs/design.md, "Execution modes"). The command line and the
 sweep files are the same in both modes; other swept keys (dataset, dim) still make one job each.
+
+In both modes the sweep is planned first (mfsweep/sweep/launch.py): plan.json lists every cell, jobs with
+nothing left to train are not submitted, and the launch ends with the sweep's status.
 """
 
 from dataclasses import dataclass
@@ -13,6 +16,10 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
+from omegaconf import OmegaConf
+
+from mfsweep.cli.status import summary
+from mfsweep.sweep.launch import PlannedLaunch
 
 
 @dataclass
@@ -23,6 +30,10 @@ class MfsweepSweeperConf:
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="mfsweep", node=MfsweepSweeperConf, provider="mfsweep")
+# `${mfsweep.first:${sweep.name},mfsweep}`: the first non-null argument (conf/launcher/slurm.yaml's job name).
+# Registered here because the launching process, the only one that reads hydra.launcher, imports this module.
+OmegaConf.register_new_resolver("mfsweep.first", lambda *args: next((a for a in args if a is not None), None),
+                                replace=True)
 
 
 def pack(overrides: List[Override], keys: List[str], parser: OverridesParser) -> List[Override]:
@@ -42,4 +53,16 @@ class MfsweepSweeper(BasicSweeper):
         if sweep_cfg.get("mode", "per_run") == "packed":
             parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
             overrides = pack(overrides, list(sweep_cfg.get("packed_keys", [])), parser)
-        return BasicSweeper.split_arguments(overrides, max_batch_size)
+        batches = BasicSweeper.split_arguments(overrides, max_batch_size)
+        return self.planned.select(batches, lambda o: self.hydra_context.config_loader.load_sweep_config(self.config, o))
+
+    def sweep(self, arguments: List[str]) -> Any:
+        self.planned = PlannedLaunch.from_hydra(self.config, arguments)
+        try:
+            with self.planned.watching():
+                returns = super().sweep(arguments)
+        except Exception as exc:
+            self.planned.interrupted(exc, summary(self.planned.root))
+            raise
+        self.planned.finish(summary(self.planned.root))
+        return returns

@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,6 +27,7 @@ from mfsweep.cli.validate import as_list, validate
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_npz_atomic
 from mfsweep.sweep.cells import Cell, context_name, needs_training, plan_cells
 from mfsweep.sweep.images import image_grid
+from mfsweep.sweep.lock import claim
 from mfsweep.sweep.plots import scatter_samples
 from mfsweep.sweep.record import HISTORY, SAMPLES, make_record, write_record
 from mfsweep.tasks import task_class
@@ -76,6 +76,7 @@ def train(cfg: DictConfig, root: Path, context: str = "") -> list[dict[str, Any]
     for c in cells:
         if c not in todo:
             log.info("skip %s: already recorded (sweep.rerun=%s)", c.dir, cfg.sweep.rerun)
+    todo = claim(todo, OmegaConf.select(cfg, "launcher.timeout_min"), lambda c: needs_training(c, cfg.sweep.rerun))
     if not todo:
         return []
     task = task_class(cfg.dataset.task).from_config(cfg, [c.alpha for c in todo], [c.seed for c in todo])
@@ -117,7 +118,7 @@ def train(cfg: DictConfig, root: Path, context: str = "") -> list[dict[str, Any]
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
         for c in todo:
             write_record(c.dir, _record(cfg, task, c, "failed", wall, error=error, n_members=len(todo)))
-        tracking.finish([{}] * len(todo), [None] * len(todo), exit_code=1)
+        tracking.finish([{"error": error}] * len(todo), [None] * len(todo), exit_code=1)
         raise
     wall = (time.perf_counter() - start) / len(todo)
     records = [_finish_cell(cfg, task, i, c, res, wall, len(todo)) for i, (c, res) in enumerate(zip(todo, results))]
@@ -175,6 +176,7 @@ def _record(cfg: DictConfig, task: MeanFlowModule, cell: Cell, status: str, wall
         diagnostics=diagnostics,
         history=HISTORY if cfg.logger.name != "none" else None,
         extra={"execution": {"members_in_job": n_members, "mode": "packed" if n_members > 1 else "per_run"}},
+        config=cell_config(cfg, cell),
     )
 
 
@@ -186,14 +188,21 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> None:
+def train_job(cfg: DictConfig) -> None:
+    """One Hydra job: its cells live under the run or sweep folder, in the context of its other overrides."""
     _quiet()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     root = Path(hc.sweep.dir if multirun else hc.run.dir)
     context = context_name(hc.overrides.task, list(cfg.sweep.packed_keys))
     train(cfg, root, context)
+
+
+def main() -> None:
+    """`python -m mfsweep.cli.train` is `mfsweep-train` (mfsweep.cli.entry)."""
+    from mfsweep.cli.entry import main as entry_main
+
+    entry_main()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mfsweep.cli.errors import ConfigError
 from mfsweep.data import VECTOR_DATASETS
 from mfsweep.data.images import IMAGE_DATASETS
 from mfsweep.metrics.fid import INCEPTION_WEIGHTS_KEY, check_inception_weights
@@ -17,18 +18,6 @@ from mfsweep.tasks.meanflow import PROXIES
 # Datasets whose posterior is known exactly (docs/method.md 3), so that tangent=oracle exists: Gaussian
 # mixtures, and any vector set made finite with `dataset.finite_size` (its empirical posterior).
 EXACT_POSTERIOR = ("dgmm",)
-
-
-class ConfigError(ValueError):
-    """A bad config value; the message starts with the key."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"config key '{key}': {message}")
-        self.key, self.message = key, message
-
-    def __reduce__(self) -> tuple:
-        # Picklable with both arguments: a submitit job hands its exception back to the launching process.
-        return type(self), (self.key, self.message)
 
 
 def as_list(value: Any) -> list:

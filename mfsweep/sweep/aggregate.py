@@ -1,5 +1,6 @@
 """Collect a sweep folder's per-cell records and summarise them per setting and alpha (mean +- SEM over
-seeds, docs/method.md 5). Failed, diverged and missing cells are counted, never silently dropped."""
+seeds, docs/method.md 5). Failed, diverged and missing cells are counted, never silently dropped: with a plan
+(plan.json, written at launch) every planned cell is listed, a missing one with why it is missing."""
 from __future__ import annotations
 
 import csv
@@ -13,7 +14,9 @@ import numpy as np
 import yaml
 
 from mfsweep.sweep.cells import cell_name
+from mfsweep.sweep.plan import read_plan
 from mfsweep.sweep.record import DIAGNOSTIC_KEYS, HISTORY, RECORD, check_record
+from mfsweep.sweep.states import planned_cells
 
 # Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid).
 SETTING_KEYS = ("task", "dataset", "dim", "tangent", "anchor_weight", "adaptive_p")
@@ -23,20 +26,31 @@ NOT_COMPLETED = ("failed", "diverged", "missing")
 @dataclass
 class Cell:
     path: Path
-    record: dict[str, Any]
+    record: dict[str, Any]  # a planned cell without a record: status "missing", its `reason`, no metrics
+    setting: dict[str, Any] = field(default_factory=dict)  # its setting's keys from the plan (overrides)
 
 
 def collect(sweep_dir: str | Path) -> list[Cell]:
-    """Every `result.json` below `sweep_dir`; an unreadable one raises ValueError naming the file."""
-    cells = []
+    """Every `result.json` below `sweep_dir`, and every cell of its plan that has none (as a `missing` record
+    saying why); an unreadable record raises ValueError naming the file."""
+    cells = {}
     for path in sorted(Path(sweep_dir).rglob(RECORD)):
         try:
             record = json.loads(path.read_text())
             check_record(record, where=str(path))
         except (ValueError, OSError) as exc:
             raise ValueError(f"{path}: not a valid record ({exc})") from exc
-        cells.append(Cell(path.parent, record))
-    return cells
+        cells[path.parent] = Cell(path.parent, record)
+    plan = read_plan(Path(sweep_dir))
+    for p in planned_cells(Path(sweep_dir), plan) if plan else []:
+        if p.dir in cells:
+            cells[p.dir].setting = p.entry["setting"]
+        else:
+            e = p.entry
+            missing = {"status": "missing", "reason": p.reason, "error": None, "alpha": e["alpha"],
+                       "seed": e["seed"], "metrics": {}, "eval": {}, "diagnostics": {}, "history": None}
+            cells[p.dir] = Cell(p.dir, e["record_keys"] | missing, e["setting"])
+    return sorted(cells.values(), key=lambda c: str(c.path))
 
 
 def mean_sem(values: Iterable[float]) -> tuple[float | None, float | None]:
@@ -59,7 +73,8 @@ class Row:
     seeds: list[int] = field(default_factory=list)
     status: dict[int, str] = field(default_factory=dict)  # seed -> completed | failed | diverged | missing
     stats: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
-    cells: dict[int, Cell] = field(default_factory=dict)  # seed -> its recorded cell (absent when missing)
+    # seed -> its cell: recorded, or planned and missing (record["reason"] says why); absent when unplanned
+    cells: dict[int, Cell] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.status.values() if s == status)
@@ -82,35 +97,43 @@ class Row:
                 "values": values} | {s: self.count(s) for s in NOT_COMPLETED}
 
 
-def setting_of(record: dict[str, Any]) -> tuple:
-    return tuple(record.get(k) for k in SETTING_KEYS)
-
-
 def setting_label(setting: dict[str, Any], varying: list[str]) -> str:
     """The dataset, plus whichever setting keys vary across the sweep."""
     extra = [f"{k}={setting[k]}" for k in varying if k != "dataset"]
     return " ".join([str(setting["dataset"])] + extra)
 
 
+def _setting(group: list[Cell]) -> dict[str, Any]:
+    """A setting's keys: the records' (a recorded cell's, else the plan's guess), then the plan's overrides."""
+    recorded = [c for c in group if c.record["status"] != "missing"] or group
+    keys = {k: recorded[0].record.get(k) for k in SETTING_KEYS}
+    return keys | {k: v for c in group[:1] for k, v in c.setting.items() if k not in keys}
+
+
 def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid", "grad_var")) -> list[Row]:
-    """Rows per (setting, alpha). The expected grid of a setting is every alpha x every seed seen in it;
-    cells of that grid without a record are `missing`. Two records for one cell raise ValueError."""
-    by_setting: dict[tuple, list[Cell]] = {}
+    """Rows per (setting, alpha). A setting is the cells of one folder (cells.context_name: every override
+    but alpha and seed), so sweeps over keys the record does not hold (trainer.betas) still separate. The
+    expected grid of a setting is every alpha x every seed seen or planned in it; cells of that grid without
+    a record or plan entry are `missing`."""
+    by_folder: dict[Path, list[Cell]] = {}
     for c in cells:
-        by_setting.setdefault(setting_of(c.record), []).append(c)
+        by_folder.setdefault(c.path.parent, []).append(c)
+    settings = {folder: _setting(group) for folder, group in by_folder.items()}
+    seen: dict[str, list[Path]] = {}
+    for folder, keys in settings.items():
+        seen.setdefault(json.dumps(keys, sort_keys=True, default=str), []).append(folder)
+    for folders in seen.values():
+        if len(folders) > 1:  # nothing in records or plan tells these settings apart: their folders do
+            for folder in folders:
+                settings[folder]["folder"] = folder.name
     rows = []
-    for key, group in sorted(by_setting.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+    for folder, group in sorted(by_folder.items(), key=lambda kv: json.dumps(settings[kv[0]], sort_keys=True,
+                                                                             default=str)):
         alphas = sorted({c.record["alpha"] for c in group})
         seeds = sorted({c.record["seed"] for c in group})
-        index: dict[tuple[float, int], Cell] = {}
-        for c in group:
-            other = index.setdefault((c.record["alpha"], c.record["seed"]), c)
-            if other is not c:
-                raise ValueError(f"two records for the same cell (alpha={c.record['alpha']:g}, "
-                                 f"seed={c.record['seed']}): {other.path} and {c.path}; they differ in a key "
-                                 f"the record does not hold (e.g. trainer.max_steps): report each folder alone")
+        index = {(c.record["alpha"], c.record["seed"]): c for c in group}
         for a in alphas:
-            row = Row(dict(zip(SETTING_KEYS, key)), a, seeds)
+            row = Row(dict(settings[folder]), a, seeds)
             for s in seeds:
                 cell = index.get((a, s))
                 row.status[s] = cell.record["status"] if cell else "missing"
@@ -123,7 +146,9 @@ def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid"
 
 
 def varying_keys(rows: list[Row]) -> list[str]:
-    return [k for k in SETTING_KEYS if len({str(r.setting[k]) for r in rows}) > 1]
+    """The record's setting keys that vary across the sweep, then any other (plan) key that varies."""
+    keys = list(SETTING_KEYS) + sorted({k for r in rows for k in r.setting} - set(SETTING_KEYS))
+    return [k for k in keys if len({str(r.setting.get(k)) for r in rows}) > 1]
 
 
 @dataclass

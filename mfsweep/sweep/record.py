@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from mfsweep.sweep.atomic import write_json_atomic
+from mfsweep.sweep.lock import release
+from mfsweep.sweep.provenance import provenance
 
 SCHEMA = 1
 RECORD = "result.json"
@@ -54,9 +56,11 @@ def make_record(
     diagnostics: dict[str, Any] | None = None,
     history: str | None = HISTORY,
     extra: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A schema-1 record. Metrics and diagnostics not measured are null; non-finite values become null
-    (a diverged cell says so in `status`, not with NaNs that JSON cannot hold)."""
+    (a diverged cell says so in `status`, not with NaNs that JSON cannot hold). `config` (the cell's resolved
+    config) gives `provenance.config_hash`."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     metrics = {k: _finite_or_none((metrics or {}).get(k)) for k in METRIC_KEYS} | {
@@ -71,6 +75,7 @@ def make_record(
         "tangent": tangent, "anchor_weight": float(anchor_weight), "adaptive_p": float(adaptive_p),
         "steps": int(steps), "wall_s": round(float(wall_s), 3), "metrics": metrics,
         "eval": eval_info or {}, "diagnostics": diagnostics, "history": history,
+        "provenance": provenance(config),
     }
     if extra:
         record.update(extra)
@@ -78,8 +83,11 @@ def make_record(
 
 
 def write_record(cell_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Write the cell's record; the cell is then done, so this process's lock on it is released."""
     check_record(record)
-    return write_json_atomic(Path(cell_dir) / RECORD, record)
+    path = write_json_atomic(Path(cell_dir) / RECORD, record)
+    release(Path(cell_dir))
+    return path
 
 
 def read_record(cell_dir: str | Path) -> dict[str, Any] | None:

@@ -247,7 +247,7 @@ def problems_table(settings: list[Setting], root: Path | None = None) -> Table:
                 folder = cell.path if cell else expected_dir(s, r.alpha, seed)
                 detail = {"failed": rec.get("error") or "",
                           "diverged": f"diverged at step {rec.get('diverged_step')}",
-                          "missing": "no result.json (not run, still running, or killed)"}[status]
+                          "missing": rec.get("reason") or "no result.json (not run, still running, or killed)"}[status]
                 rows.append({"setting": s.label, "alpha": r.alpha, "seed": seed, "status": status,
                              "detail": detail, "folder": str(folder) if folder else None})
                 first_line = detail.strip().splitlines()[0] if detail.strip() else ""

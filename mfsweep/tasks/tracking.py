@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -17,6 +18,15 @@ log = logging.getLogger("mfsweep")
 def wandb_run_id(cell_dir: Path) -> str:
     """A stable id per cell folder, so a requeued or resumed cell continues the same W&B run."""
     return hashlib.sha1(str(Path(cell_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def drop_earlier_parts(cell_dir: Path, run_id: str) -> None:
+    """Offline, every start of a cell writes its own offline-run-*-<id> folder. A resumed cell's new part
+    logs the whole history again (`replay`), config and summary included, so an interrupted earlier part
+    (often empty: wandb's service dies with a preempted job before it flushes) holds nothing the new one
+    lacks: remove it, leaving one part per cell for `wandb sync`."""
+    for part in (cell_dir / "wandb").glob(f"offline-run-*-{run_id}"):
+        shutil.rmtree(part, ignore_errors=True)
 
 
 class CellTracking(L.Callback):
@@ -40,8 +50,8 @@ class CellTracking(L.Callback):
         for cell_dir, config in zip(self.cell_dirs, self.configs):
             Path(cell_dir).mkdir(parents=True, exist_ok=True)
             run_id = wandb_run_id(cell_dir)
-            # Offline, a resumed cell writes a second offline-run-*-<id> folder; the id in the config finds
-            # the parts (`wandb sync` of all of them continues the one run, in order of start time).
+            if mode == "offline":
+                drop_earlier_parts(Path(cell_dir), run_id)
             self.runs.append(wandb.init(
                 project=self.cfg.get("project", "mfsweep"), entity=self.cfg.get("entity"), group=self.group,
                 job_type=self.job_type, tags=list(self.cfg.get("tags") or []), config=config | {"wandb_run_id": run_id},
@@ -92,7 +102,12 @@ class CellTracking(L.Callback):
                     run.log({k: v for k, v in row.items() if k != "step"}, step=step)
 
     def finish(self, summaries: Sequence[dict[str, Any]], figures: Sequence[Any], exit_code: int = 0) -> None:
-        """Write each run's summary (`eval/...` keys, null where not measured) and sample plot, then close it."""
+        """Write each run's summary (`eval/...` keys, null where not measured) and sample plot, then close it.
+        A failure (`exit_code` != 0) is logged even when it came before training started its runs, so the
+        dashboard shows every cell: status failed, the error (a summary key) in the summary."""
+        if exit_code:
+            with self._guarded("starting the runs of failed cells"):
+                self.start()
         if not self.runs:
             return
         import wandb

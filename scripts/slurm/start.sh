@@ -37,7 +37,8 @@ node_up() { [[ $(node_state) =~ ^(idle|mixed|allocated|completing)$ ]]; }
 cluster_answers() { ctld_up && node_up && sacct -n -X -S now >/dev/null 2>&1; }
 print_exports() {
     echo "export SLURM_CONF=$SLURM_CONF_FILE"
-    echo "# or: source $DIR/env.sh"
+    echo "# or: source $DIR/env.sh   (in every new shell: without it sbatch, squeue and sacct fail with"
+    echo "#     'DNS SRV lookup failed', SLURM's way of saying it found no slurm.conf)"
 }
 
 running=()

@@ -1,0 +1,51 @@
+"""The `mfsweep-train` console entry: Hydra's command line, with config errors as one line and exit status 2.
+
+Kept light so that `--help` answers at once: training code (torch, Lightning) is imported only when a job
+runs. `MFSWEEP_DEBUG=1` (or Hydra's own `HYDRA_FULL_ERROR=1`) lets a config error through with its traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from mfsweep.cli.errors import HYDRA_CONFIG_ERRORS, ConfigError, one_line
+from mfsweep.cli.preflight import preflight
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+EXIT_CONFIG = 2  # the conventional status of a command-line usage error
+DEBUG_VARIABLES = ("MFSWEEP_DEBUG", "HYDRA_FULL_ERROR")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def run_job(cfg: DictConfig) -> None:
+    from mfsweep.cli.train import train_job  # heavy imports, only once a job runs
+
+    train_job(cfg)
+
+
+def main() -> None:
+    debug = any(os.environ.get(name, "") not in ("", "0") for name in DEBUG_VARIABLES)
+    # Without HYDRA_FULL_ERROR Hydra prints its own multi-line report and exits 1 before we see the error.
+    saved = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        preflight(CONF_DIR, sys.argv[1:])  # before Hydra creates any output folder
+        run_job()
+    except (ConfigError, *HYDRA_CONFIG_ERRORS) as err:
+        if debug:
+            raise
+        print(f"mfsweep-train: {one_line(err, CONF_DIR, sys.argv[1:])}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    finally:
+        if saved is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Config errors: the error type of the checks, and any config error (ours or Hydra's) as one line that
+names the key, with the nearest known key or option for a typo."""
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import OmegaConf
+
+HYDRA_CONFIG_ERRORS = (ConfigCompositionException, OverrideParseException)  # MissingConfigException included
+# Hydra's advice for an unknown key ("To append to your config use +key=value") is wrong for a typo.
+HYDRA_ADVICE = re.compile(r"^(To append to your config use|Set the environment variable HYDRA_FULL_ERROR|"
+                          r"\s*full_key:|\s*object_type=|\s*$)")
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message starts with the key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"config key '{key}': {message}")
+        self.key, self.message = key, message
+
+    def __reduce__(self) -> tuple:
+        # Picklable with both arguments: a submitit job hands its exception back to the launching process.
+        return type(self), (self.key, self.message)
+
+
+def one_line(err: Exception, conf_dir: Path, argv: list[str]) -> str:
+    """The error as one line that names the key or group, with the nearest known one for a typo."""
+    if isinstance(err, ConfigError):
+        return str(err)
+    if isinstance(err, MissingConfigException) and err.options and "/" in (err.missing_cfg_file or ""):
+        group, option = err.missing_cfg_file.rsplit("/", 1)
+        return (f"config group '{group}': no option '{option}'{_did_you_mean(option, err.options)} "
+                f"(options: {', '.join(sorted(err.options))})")
+    if isinstance(err, OverrideParseException):
+        reason = " ".join(err.message.split("See https://")[0].split())  # the grammar link is the same for every error
+        return f"cannot parse the override '{err.override}': {reason}"
+    unknown = re.match(r"Could not override '([^']+)'", str(err))
+    if unknown:
+        key = unknown.group(1)
+        return f"config key '{key}' is not in the config{_did_you_mean(key, known_keys(conf_dir, argv))}"
+    lines = [line.strip() for line in str(err).splitlines() if not HYDRA_ADVICE.match(line)]
+    return " ".join(lines)
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f": did you mean {match[0]}?" if match else ""
+
+
+def known_keys(conf_dir: Path, argv: list[str]) -> list[str]:
+    """Config groups and every dotted key of the config composed with the command line's group choices."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    groups = sorted(p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra")
+    choices = [a for a in argv if "=" in a and a.split("=", 1)[0] in groups]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = compose("config", overrides=choices)
+    except ConfigCompositionException:
+        return groups
+    return groups + _dotted(OmegaConf.to_container(cfg, resolve=False))
+
+
+def _dotted(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, dict):
+            keys += _dotted(value, f"{prefix}{key}.")
+    return keys

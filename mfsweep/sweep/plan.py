@@ -1,0 +1,135 @@
+"""A sweep's plan, `plan.json` in the sweep folder: every cell a launch planned, so that nothing planned can
+vanish from a report, and a relaunch submits only what is left.
+
+Written atomically by the launching process (the Hydra sweeper) before it submits anything, and again as it
+learns which SLURM array task owns which cell; a relaunch into the same folder merges its cells in (a cell
+keeps its entry, with the ids of the launch that last submitted it). Each cell entry holds its folder
+relative to the sweep root, its setting (the job's overrides other than alpha and seed), its alpha spec and
+seed, and the overrides of the job that trains it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from mfsweep.sweep.atomic import write_json_atomic
+from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, plan_cells
+
+PLAN = "plan.json"
+SCHEMA = 1
+GRID_KEYS = ("alpha.value", "seed")  # what varies inside a setting; every other key makes the setting
+# submitit's per-job folders: <array job id>_<task id>, or <job id> for a batch of one job (not an array)
+TASK_DIR = re.compile(r"(\d+)(_\d+)?")
+
+
+def setting_of_overrides(overrides: Iterable[str]) -> dict[str, str]:
+    """A job's setting: its overrides other than alpha, seed and those that do not change what it computes."""
+    keys = {}
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key not in GRID_KEYS and not key.startswith(NEUTRAL_PREFIXES):
+            keys[key] = value
+    return dict(sorted(keys.items()))
+
+
+def varying(settings: Iterable[dict[str, str]]) -> list[str]:
+    """The setting keys whose value differs between `settings`."""
+    settings = list(settings)
+    keys = sorted({k for s in settings for k in s})
+    return [k for k in keys if len({str(s.get(k)) for s in settings}) > 1]
+
+
+def setting_label(setting: dict[str, str], varying_keys: list[str]) -> str:
+    """The keys that tell this setting from the sweep's others; for a sweep of one setting, its dataset."""
+    shown = [f"{k}={setting[k]}" for k in varying_keys if k in setting]
+    return " ".join(shown or [f"{k}={v}" for k, v in setting.items() if k == "dataset"]) or "all cells"
+
+
+def record_keys(cfg: DictConfig) -> dict[str, Any]:
+    """The record's setting keys (aggregate.SETTING_KEYS) as far as the config tells them, for the labels of
+    a setting none of whose cells has a record yet."""
+    get = lambda key: OmegaConf.select(cfg, key)  # noqa: E731
+    return {"task": get("dataset.task"), "dataset": get("dataset.name"), "dim": get("dataset.dim"),
+            "tangent": get("tangent.name"), "anchor_weight": get("loss.anchor_weight"),
+            "adaptive_p": get("loss.adaptive_p")}
+
+
+def as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else [value]
+
+
+def job_cells(cfg: DictConfig, root: Path, overrides: Sequence[str]) -> list[Cell]:
+    """The cells a job trains, in the folders `mfsweep-train` gives them (the same calls as cli/train.main)."""
+    context = context_name(overrides, list(cfg.sweep.packed_keys))
+    return plan_cells(root, context, as_list(cfg.alpha.value), as_list(cfg.seed))
+
+
+def alpha_spec(cfg: DictConfig, alpha: float) -> dict[str, Any]:
+    """The cell's alpha as a spec: `{"name": "constant", "value": 0.3}`, or a schedule's keys."""
+    spec = {k: v for k, v in OmegaConf.to_container(cfg.alpha, resolve=True).items() if not k.startswith("_")}
+    name = spec.pop("name", None) or spec.pop("schedule", None) or "constant"
+    spec.pop("schedule", None)
+    return {"name": name, **spec, "value": alpha}
+
+
+def plan_entries(cfg: DictConfig, root: Path, overrides: Sequence[str], job: int) -> list[dict[str, Any]]:
+    """One plan entry per cell of a job."""
+    setting, keys = setting_of_overrides(overrides), record_keys(cfg)
+    return [{"dir": str(c.dir.relative_to(root)), "setting": setting, "record_keys": keys, "alpha": c.alpha,
+             "alpha_spec": alpha_spec(cfg, c.alpha), "seed": c.seed, "job": job, "overrides": list(overrides),
+             "launched": False, "array_task": None} for c in job_cells(cfg, root, overrides)]
+
+
+def read_plan(root: Path) -> dict[str, Any] | None:
+    path = Path(root) / PLAN
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_plan(root: Path, plan: dict[str, Any]) -> Path:
+    plan["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return write_json_atomic(Path(root) / PLAN, plan)
+
+
+def merge_plan(root: Path, command: list[str], launcher: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The folder's plan with this launch's cells merged in: earlier cells stay planned; a cell planned again
+    takes this launch's entry (its job, overrides; its array task once submitted)."""
+    old = read_plan(root) or {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "cells": []}
+    cells = {c["dir"]: c for c in old["cells"]}
+    for e in entries:
+        if not e["launched"] and e["dir"] in cells:
+            e["array_task"] = cells[e["dir"]].get("array_task")  # still the task of the launch that trained it
+        cells[e["dir"]] = e
+    launches = old.get("launches", []) + [{"command": command, "launcher": launcher,
+                                           "at": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+    return old | {"command": command, "launcher": launcher, "launches": launches, "cells": list(cells.values())}
+
+
+def submitted_tasks(root: Path) -> set[str]:
+    """The `<array>_<task>` (or single `<job>`) ids submitit has made folders for under `root/.submitit` (at
+    submission). An array also gets a folder named by its bare id, for its submission file: left out."""
+    folder = Path(root) / ".submitit"
+    names = {p.name for p in folder.iterdir() if TASK_DIR.fullmatch(p.name)} if folder.exists() else set()
+    arrays = {n.split("_")[0] for n in names if "_" in n}
+    return {n for n in names if "_" in n or n not in arrays}
+
+
+def assign_tasks(plan: dict[str, Any], new_tasks: set[str], jobs: list[list[int]]) -> bool:
+    """Give each submitted cell its array task: submitit submits batch k of `jobs` (job numbers) as the k-th
+    new array, job i of a batch as its task i. Returns whether anything changed."""
+    arrays = sorted({t.split("_")[0] for t in new_tasks}, key=int)
+    owner = {}
+    for array, batch in zip(arrays, jobs):
+        owner |= {job: f"{array}_{i}" for i, job in enumerate(batch) if f"{array}_{i}" in new_tasks}
+        if array in new_tasks:  # a batch of one job, submitted as a plain job
+            owner[batch[0]] = array
+    changed = False
+    for c in plan["cells"]:
+        if c.get("launched") and c["job"] in owner and c.get("array_task") != owner[c["job"]]:
+            c["array_task"], changed = owner[c["job"]], True
+    return changed
+

@@ -1,0 +1,89 @@
+"""A sweep that knows its plan, launched here (Hydra's basic launcher): plan.json lists every cell, a relaunch
+submits only what is left and exits non-zero when it leaves failed cells untrained, a sweep over a key the
+record lacks (trainer.betas) reports one row per setting, and a cell that fails in training has a W&B run
+with status failed. The same launches on the real local SLURM: test_slurm_plan.py."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY
+from wandb_files import run_contents
+
+from mfsweep.cli.status import main as status_main
+from mfsweep.sweep.aggregate import collect, group_settings, summarise
+from mfsweep.sweep.plan import read_plan
+
+CLI = str(Path(sys.executable).parent / "mfsweep-train")
+ARGS = [a for a in TINY if not a.startswith("logger")] + ["tangent=ema", "trainer.max_steps=20",
+                                                         "diagnostics.every=0", "grad_var.every=0"]
+BETAS = "trainer.betas=[0.9,0.999],[1.5,0.999]"  # Adam refuses beta 1.5 only when training builds it
+
+
+def launch(root: Path, *args: str) -> tuple[int, str]:
+    done = subprocess.run([CLI, "-m", *ARGS, *args, f"hydra.sweep.dir={root}"], capture_output=True, text=True,
+                          timeout=600, cwd=root.parent)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def betas(tmp_path_factory) -> tuple[Path, int, str]:
+    """A sweep over trainer.betas whose second setting fails in training, logged to W&B offline."""
+    root = tmp_path_factory.mktemp("plan") / "betas"
+    rc, out = launch(root, "dataset=swiss_roll", BETAS, "alpha.value=0.0", "seed=0", "logger=wandb")
+    return root, rc, out
+
+
+def test_plan_lists_every_cell_with_its_setting_and_folder(betas):
+    root, rc, out = betas
+    assert rc == 1 and "Invalid beta parameter" in out, out[-3000:]
+    plan = read_plan(root)
+    assert plan["launcher"] == "basic" and plan["command"][1:3] == ["-m", *ARGS[:1]]
+    assert sorted(c["setting"]["trainer.betas"] for c in plan["cells"]) == ["[0.9,0.999]", "[1.5,0.999]"]
+    for c in plan["cells"]:
+        assert (c["alpha"], c["seed"], c["alpha_spec"]) == (0.0, 0, {"name": "constant", "value": 0.0})
+        assert (root / c["dir"] / "result.json").exists()
+    # The launch ends with the sweep's status, and how to go on.
+    assert "2 planned cells: 1 completed, 1 failed, 0 diverged, 0 missing" in out
+    assert f"hydra.sweep.dir={root} sweep.rerun=failed" in out and f"report: mfsweep-report {root}" in out
+
+
+def test_a_sweep_over_a_key_the_record_lacks_reports_one_row_per_setting(betas):
+    root = betas[0]
+    settings = group_settings(summarise(collect(root)))
+    assert [s.label for s in settings] == ["swiss_roll trainer.betas=[0.9,0.999]", "swiss_roll trainer.betas=[1.5,0.999]"]
+    assert [s.rows[0].status[0] for s in settings] == ["completed", "failed"]
+
+
+def test_a_cell_that_fails_in_training_has_a_failed_wandb_run(betas):
+    root = betas[0]
+    (failed,) = [c for c in read_plan(root)["cells"] if c["setting"]["trainer.betas"] == "[1.5,0.999]"]
+    (run_dir,) = (root / failed["dir"] / "wandb").glob("offline-run-*")
+    run = run_contents(run_dir, wait_s=0)
+    assert run["exit_code"] == 1 and "Invalid beta parameter" in run["summary"]["error"]
+    assert run["config"]["alpha"] == 0.0 and run["group"] == "-".join(root.parts[-2:])
+
+
+def test_relaunch_that_leaves_a_failed_setting_exits_nonzero_naming_it(betas):
+    root = betas[0]
+    rc, out = launch(root, "dataset=swiss_roll", BETAS, "alpha.value=0.0", "seed=0", "logger=wandb")
+    assert rc == 1 and "Launching" not in out, out[-3000:]  # nothing left to train: no job
+    assert "1 failed or diverged cells were not trained again" in out
+    assert "trainer.betas=[1.5,0.999] alpha=0 seed=0" in out and "Invalid beta parameter" in out
+    rc, out = launch(root, "dataset=swiss_roll", BETAS, "alpha.value=0.0", "seed=0", "sweep.rerun=none")
+    assert rc == 0 and "Launching" not in out, out[-3000:]  # accepted as they are
+
+
+def test_relaunch_of_a_finished_sweep_submits_nothing_and_status_says_so(tmp_path, capsys):
+    root = tmp_path / "done"
+    rc, out = launch(root, "dataset=two_moons", "alpha.value=0.0,1.0", "seed=0", "logger=csv")
+    assert rc == 0 and out.count("completed sw1=") == 2, out[-3000:]
+    rc, out = launch(root, "dataset=two_moons", "alpha.value=0.0,1.0", "seed=0", "logger=csv")
+    assert rc == 0 and "Launching" not in out and "2 planned cells: 2 completed" in out, out[-3000:]
+    assert status_main([str(root)]) == 0
+    text = capsys.readouterr().out
+    assert "2 planned cells: 2 completed, 0 failed, 0 diverged, 0 missing" in text and "to train" not in text
+    assert len(json.loads((root / "plan.json").read_text())["launches"]) == 2
