@@ -12,12 +12,12 @@ COMMON="sweep.mode=packed tangent=ema alpha.value=0.0 seed=0,1,2 trainer.max_ste
   grad_var.every=0 diagnostics.every=0 logger=csv trainer.progress=false"
 SETTINGS=(
   "time.dist=logit_normal time.ratio=0.25"                                 # the previous default
+  "time.dist=uniform time.ratio=0.75"
+  "time.dist=uniform time.ratio=0.75 trainer.ema_decay=0.99"
+  "time.dist=uniform time.ratio=0.75 trainer.grad_clip=0.0"
+  "time.dist=uniform time.ratio=0.75 trainer.lr_schedule=cosine"
   "time.dist=uniform time.ratio=0.25"
   "time.dist=logit_normal time.ratio=0.75"
-  "time.dist=uniform time.ratio=0.75"
-  "time.dist=uniform time.ratio=0.75 trainer.grad_clip=0.0"
-  "time.dist=uniform time.ratio=0.75 trainer.ema_decay=0.99"
-  "time.dist=uniform time.ratio=0.75 trainer.lr_schedule=cosine"
   "time.dist=uniform time.ratio=0.75 trainer.lr_schedule=cosine trainer.lr=3e-3"
 )
 lane() {

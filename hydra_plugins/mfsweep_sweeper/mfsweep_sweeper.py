@@ -48,12 +48,17 @@ def pack(overrides: List[Override], keys: List[str], parser: OverridesParser) ->
 
 
 class MfsweepSweeper(BasicSweeper):
-    def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> Any:  # type: ignore[override]
+    def jobs(self, overrides: List[Override], max_batch_size: Optional[int]) -> Any:
+        """Every job the command line asks for (packed mode applied), before the plan filters out finished ones;
+        the CLI's preflight checks these."""
         sweep_cfg = self.config.get("sweep", {}) if self.config is not None else {}
         if sweep_cfg.get("mode", "per_run") == "packed":
             parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
             overrides = pack(overrides, list(sweep_cfg.get("packed_keys", [])), parser)
-        batches = BasicSweeper.split_arguments(overrides, max_batch_size)
+        return BasicSweeper.split_arguments(overrides, max_batch_size)
+
+    def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> Any:  # type: ignore[override]
+        batches = self.jobs(overrides, max_batch_size)
         return self.planned.select(batches, lambda o: self.hydra_context.config_loader.load_sweep_config(self.config, o))
 
     def sweep(self, arguments: List[str]) -> Any:

@@ -57,7 +57,7 @@ def job_configs(hydra: Hydra, config: DictConfig) -> Iterator[DictConfig]:
     params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
     overrides = OverridesParser.create(config_loader=loader).parse_overrides(
         params + list(config.hydra.overrides.task))
-    for batch in sweeper.split_arguments(overrides, None):
+    for batch in sweeper.jobs(overrides, None):
         for job in batch:
             yield loader.load_sweep_config(master_config=config, sweep_overrides=list(job))
 
