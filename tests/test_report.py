@@ -226,7 +226,7 @@ def test_cli_prints_the_verdict_within_100_columns(broken, capsys, monkeypatch):
     assert main([str(broken)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"Sweep {broken.name}: 6 cells: 3 completed")
-    assert "Verdict (SW1, paired over seeds, 95% t-interval):\n- swiss_roll: alpha = 0 is the only alpha" in out
+    assert "Verdict (paired over seeds, 95% t-interval):\n- swiss_roll: alpha = 0 is the only alpha" in out
     assert "Best alpha against alpha = 0" in out and "Cells that did not complete" in out
     assert f"report: {broken.name}/report.html" in out and str(broken.parent) not in out  # relative paths
     assert max(len(line) for line in out.splitlines()) <= 100

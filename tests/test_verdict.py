@@ -98,6 +98,18 @@ def test_a_single_alpha_has_nothing_to_compare(tmp_path):
     assert v.sentence() == "two_moons: the sweep has one alpha (0): nothing to compare."
 
 
+def test_a_sweep_without_sw1_is_judged_by_fid(tmp_path):
+    for alpha, fids in {0.0: [20.0, 22.0], 1.0: [18.0, 19.0]}.items():
+        for seed, fid in enumerate(fids):
+            write_record(tmp_path / f"alpha={alpha:g},seed={seed}", make_record(
+                status="completed", task="latent_dit", dataset="digits", dim=64, alpha=alpha, seed=seed,
+                tangent="ema", anchor_weight=0.0, adaptive_p=1.0, steps=10, wall_s=1.0, metrics={"fid": fid}))
+    v = verdict(_setting(tmp_path))
+    assert (v.metric, v.best, v.difference.mean) == ("fid", 1.0, pytest.approx(-2.5))
+    assert v.sentence().startswith("digits: best alpha = 1, FID lower than at alpha = 0 by 2.50 ± 0.50 (12% of FID")
+    assert verdict(_setting(tmp_path), "sw1").sentence() == "digits: no verdict: no completed cell recorded SW1."
+
+
 def _curve(flip_at: int | None):
     """eval/sw1 at steps 100..1000: alpha 0.5 is 0.02 below alpha 0 (seed noise shared), until `flip_at`,
     after which it is 0.02 above."""

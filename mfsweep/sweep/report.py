@@ -204,7 +204,7 @@ class _Sections:
         self.tables: dict[str, Table] = {}
         self.figures: dict[str, Figure] = {}
         self.histories = _histories(settings)
-        self.verdicts = [verdict(s, "sw1") for s in settings]
+        self.verdicts = [verdict(s) for s in settings]
         self.matched: dict[str, Matched] = {}
         for s in (s for s in settings if len(s.rows) > 1):  # one alpha: no verdict to follow over training
             by_alpha = setting_histories(s, read_history)
@@ -430,7 +430,7 @@ def report_text(report: Report, width: int = TERMINAL) -> str:
     what did not complete (the SW1 grid, 11 alphas wide, is in the pages)."""
     counts = report.sections[1].text[1]
     parts = [textwrap.fill(f"Sweep {shown_path(report.sweep_dir)}: {counts}", width),
-             f"Verdict (SW1, paired over seeds, {CONFIDENCE:.0%} t-interval):"]
+             f"Verdict (paired over seeds, {CONFIDENCE:.0%} t-interval):"]
     for v in report.verdicts:
         line = v.sentence()
         if v.setting in report.matched:

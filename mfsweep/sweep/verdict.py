@@ -103,12 +103,15 @@ class Verdict:
     not_completed: dict[str, int]
     has_zero: bool
     alphas: int  # in the grid, completed or not
-    at_zero: float | None = None  # mean metric at alpha = 0, to say the difference's size relative to it
+    at_zero: float | None = None
+    measured: bool = True  # some completed cell recorded the metric  # mean metric at alpha = 0, to say the difference's size relative to it
 
     def sentence(self) -> str:
         m = self.metric.upper()
         head = f"{self.setting}: "
         if self.best is None:
+            if not self.measured:
+                return head + f"no verdict: no completed cell recorded {m}." + self._caveat()
             return head + f"no verdict: no alpha has all {self.seeds} seeds completed." + self._caveat()
         if not self.has_zero:
             return head + f"best alpha = {self.best:g} by mean {m}; the sweep has no alpha = 0 to compare with." \
@@ -148,9 +151,17 @@ class Verdict:
                 + "); alphas missing a seed are not candidates.")
 
 
-def verdict(setting: Setting, metric: str = "sw1") -> Verdict:
+def quality_metric(setting: Setting) -> str:
+    """The metric a setting is judged by: SW1 where recorded (2-D sets, Gaussian mixtures), else FID (the DiT)."""
+    recorded = {m for r in setting.rows for c in r.completed() for m in ("sw1", "fid")
+                if c.record["metrics"].get(m) is not None}
+    return "sw1" if "sw1" in recorded or "fid" not in recorded else "fid"
+
+
+def verdict(setting: Setting, metric: str | None = None) -> Verdict:
     """The final-step verdict from the records (`best_alpha`'s rule: lowest mean over alphas whose every seed
-    completed)."""
+    completed), on `metric` (default: `quality_metric`)."""
+    metric = metric or quality_metric(setting)
     best = best_alpha(setting, metric)
     zero = _by_seed(setting, 0.0, metric)
     against = best
@@ -162,8 +173,9 @@ def verdict(setting: Setting, metric: str = "sw1") -> Verdict:
     counts = {k: sum(r.count(k) for r in setting.rows) for k in NOT_COMPLETED}
     zero_row = setting.row(0.0)
     at_zero = zero_row.stats.get(metric, (None,))[0] if zero_row else None
+    measured = any(r.stats.get(metric, (None,))[0] is not None for r in setting.rows)
     return Verdict(setting.label, metric, best, against, difference, len(setting.seeds), counts,
-                   zero_row is not None, len(setting.rows), at_zero)
+                   zero_row is not None, len(setting.rows), at_zero, measured)
 
 
 # ---------------------------------------------------------------------------------------------------------
