@@ -10,6 +10,7 @@ from scipy import stats
 from conftest import compose_cfg
 from mfsweep.sweep.aggregate import collect, group_settings, read_history, summarise
 from mfsweep.sweep.record import make_record, write_record
+from mfsweep.sweep.report import build_report
 from mfsweep.sweep.verdict import (
     checkpoint_key, fmt_pm, matched_steps, paired_interval, setting_histories, stability, verdict,
 )
@@ -108,6 +109,8 @@ def test_a_sweep_without_sw1_is_judged_by_fid(tmp_path):
     assert (v.metric, v.best, v.difference.mean) == ("fid", 1.0, pytest.approx(-2.5))
     assert v.sentence().startswith("digits: best alpha = 1, FID lower than at alpha = 0 by 2.50 ± 0.50 (12% of FID")
     assert verdict(_setting(tmp_path), "sw1").sentence() == "digits: no verdict: no completed cell recorded SW1."
+    report = build_report(tmp_path)
+    assert report.verdicts[0].metric == "fid" and report.sections[0].figures[0][0] == "fid_paired"
 
 
 def _curve(flip_at: int | None):

@@ -220,12 +220,16 @@ class _Sections:
                                 f"{self.matched[v.setting].stability}." if v.setting in self.matched else "")
                 for v in self.verdicts]
         sec = Section("Verdict", text)
-        if panels := _paired_panels(self.settings, "sw1"):
-            self.figures["sw1_paired"] = metric_vs_alpha(panels, "SW1 minus SW1 at alpha = 0\n(lower is better)",
-                                                         zero_line=True)
-            sec.figures.append(("sw1_paired", "SW1 minus SW1 at alpha = 0 of the same seed, mean ± SEM over the "
-                                              "seeds completed at both: the seed-to-seed spread cancels. Below the "
-                                              "dashed line an alpha beats vanilla MeanFlow."))
+        # The paired plot of each setting's verdict metric: SW1, or FID for a DiT sweep (one figure per metric).
+        for metric in dict.fromkeys(v.metric for v in self.verdicts):
+            judged = [s for s, v in zip(self.settings, self.verdicts) if v.metric == metric]
+            if panels := _paired_panels(judged, metric):
+                m, key = metric.upper(), f"{metric}_paired"
+                self.figures[key] = metric_vs_alpha(panels, f"{m} minus {m} at alpha = 0\n(lower is better)",
+                                                    zero_line=True)
+                sec.figures.append((key, f"{m} minus {m} at alpha = 0 of the same seed, mean ± SEM over the seeds "
+                                         "completed at both: the seed-to-seed spread cancels. Below the dashed line "
+                                         "an alpha beats vanilla MeanFlow."))
         return sec
 
     def sweep(self) -> Section:
