@@ -15,7 +15,9 @@ import yaml
 from mfsweep.sweep.cells import cell_name
 from mfsweep.sweep.record import DIAGNOSTIC_KEYS, HISTORY, RECORD, check_record
 
-# Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid).
+# Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid). A record's
+# `setting` dict (its swept per-member keys besides alpha and seed, and its job's context overrides, e.g.
+# `trainer.lr`, `time.ratio`, `model.width`) adds to them; records written before it existed have none.
 SETTING_KEYS = ("task", "dataset", "dim", "tangent", "anchor_weight", "adaptive_p")
 NOT_COMPLETED = ("failed", "diverged", "missing")
 
@@ -82,13 +84,20 @@ class Row:
                 "values": values} | {s: self.count(s) for s in NOT_COMPLETED}
 
 
+def setting_dict(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's setting: `SETTING_KEYS`, then its own `setting` keys (sorted)."""
+    own = record.get("setting") or {}
+    return {k: record.get(k) for k in SETTING_KEYS} | {k: own[k] for k in sorted(own) if k not in SETTING_KEYS}
+
+
 def setting_of(record: dict[str, Any]) -> tuple:
-    return tuple(record.get(k) for k in SETTING_KEYS)
+    """A hashable key of the record's setting."""
+    return tuple((k, json.dumps(v, sort_keys=True)) for k, v in setting_dict(record).items())
 
 
 def setting_label(setting: dict[str, Any], varying: list[str]) -> str:
     """The dataset, plus whichever setting keys vary across the sweep."""
-    extra = [f"{k}={setting[k]}" for k in varying if k != "dataset"]
+    extra = [f"{k}={setting.get(k)}" for k in varying if k != "dataset"]
     return " ".join([str(setting["dataset"])] + extra)
 
 
@@ -100,6 +109,7 @@ def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid"
         by_setting.setdefault(setting_of(c.record), []).append(c)
     rows = []
     for key, group in sorted(by_setting.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        setting = setting_dict(group[0].record)
         alphas = sorted({c.record["alpha"] for c in group})
         seeds = sorted({c.record["seed"] for c in group})
         index: dict[tuple[float, int], Cell] = {}
@@ -110,7 +120,7 @@ def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid"
                                  f"seed={c.record['seed']}): {other.path} and {c.path}; they differ in a key "
                                  f"the record does not hold (e.g. trainer.max_steps): report each folder alone")
         for a in alphas:
-            row = Row(dict(zip(SETTING_KEYS, key)), a, seeds)
+            row = Row(dict(setting), a, seeds)
             for s in seeds:
                 cell = index.get((a, s))
                 row.status[s] = cell.record["status"] if cell else "missing"
@@ -123,7 +133,9 @@ def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid"
 
 
 def varying_keys(rows: list[Row]) -> list[str]:
-    return [k for k in SETTING_KEYS if len({str(r.setting[k]) for r in rows}) > 1]
+    """Setting keys whose value differs across the rows (a key some rows lack counts as differing)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r.setting))
+    return [k for k in keys if len({json.dumps(r.setting.get(k), sort_keys=True) for r in rows}) > 1]
 
 
 @dataclass
