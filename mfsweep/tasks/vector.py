@@ -12,7 +12,7 @@ from mfsweep.data import make_vector_dataset
 from mfsweep.method.sampler import sample
 from mfsweep.metrics.sliced import PROJECTIONS_RECIPE, sliced_wasserstein
 from mfsweep.models.mlp import EnsembleMLP
-from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule, first_values, module_kwargs
+from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule, first_values, module_kwargs, use_compile
 from mfsweep.tasks.streams import Sampler, VectorStreams, generator
 
 
@@ -72,6 +72,7 @@ class VectorTask(MeanFlowModule):
         the other per-member keys (`{"trainer.lr": 0.003, "time.ratio": 0.75}`)."""
         kwargs = module_kwargs(cfg, settings)
         cfg = first_values(cfg)
+        kwargs["compile"] = use_compile(cfg.trainer.get("compile", False), cfg.trainer.max_steps, len(alphas))
         dataset = make_vector_dataset(**{k: v for k, v in cfg.dataset.items() if k != "task"})
         return cls(dataset, alphas, seeds, width=cfg.model.width, depth=cfg.model.depth,
                    batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
