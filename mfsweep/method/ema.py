@@ -13,7 +13,8 @@ def ema_update(ema: Sequence[torch.Tensor], params: Sequence[torch.Tensor], deca
     `decay` is one number, or one per ensemble member `(E,)` for parameters stacked along their first axis."""
     ema, params = list(ema), list(params)
     if isinstance(decay, torch.Tensor):
-        weights = [(1.0 - decay).to(p.dtype).view(-1, *([1] * (p.dim() - 1))) for p in params]
+        weight = 1.0 - decay
+        weights = [weight.to(p.dtype).view(-1, *([1] * (p.dim() - 1))) for p in params]
         torch._foreach_lerp_(ema, params, weights)
     else:
         torch._foreach_lerp_(ema, params, 1.0 - decay)

@@ -245,7 +245,7 @@ class MeanFlowModule(L.LightningModule):
 
     def hparam(self, key: str, view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """Per-member `key` in float32, shaped by `view` (default: against per-sample values)."""
-        return (view or self.per_sample_view)(self.hp[key].float())
+        return (view or self.per_sample_view)(self.hp.f32(key))
 
     def per_member(self, values: torch.Tensor) -> torch.Tensor:
         """A batch-reduced quantity as one value per member, `(E,)`."""
@@ -303,7 +303,7 @@ class MeanFlowModule(L.LightningModule):
                 self.u_fn(self.model, batch), z, batch.t, v_c, self.hparam("loss.offset"), sample_ndim=self.sample_ndim
             )
             out["anchor"] = self.per_member(anchor.mean(-1))
-            weight = self.per_member(self.hp["loss.anchor_weight"].float())
+            weight = self.per_member(self.hp.f32("loss.anchor_weight"))
             # A member without the anchor trains on `mf` alone, as its single run does (0 * inf would be NaN).
             out["total"] = torch.where(weight > 0, out["mf"] + weight * out["anchor"], out["mf"])
         return out
@@ -345,9 +345,9 @@ class MeanFlowModule(L.LightningModule):
 
     def update_emas(self) -> None:
         """One step of the evaluation EMA and, for the EMA tangent, of the proxy's own EMA (per-member decays)."""
-        ema_update(list(self.ema.parameters()), list(self.model.parameters()), self.hp["trainer.ema_decay"])
+        ema_update(list(self.ema.parameters()), list(self.model.parameters()), self.hp.f32("trainer.ema_decay"))
         if self.proxy_model is not None:
-            ema_update(list(self.proxy_model.parameters()), list(self.model.parameters()), self.hp["tangent.ema_decay"])
+            ema_update(list(self.proxy_model.parameters()), list(self.model.parameters()), self.hp.f32("tangent.ema_decay"))
 
     def check_divergence(self) -> None:
         """Copy the device-side divergence flags to the host (`diverged_step`); stop when every member diverged."""

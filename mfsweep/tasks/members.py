@@ -34,12 +34,19 @@ class MemberValues(torch.nn.Module):
         self.lists = {k: [m[k] for m in members] for k in members[0]}
         for key, values in self.lists.items():
             if _numeric(values):
-                # float64: per-member scalars (lr, beta2 ** step) keep full precision; elementwise ops cast them.
-                self.register_buffer(_buffer(key), torch.tensor(values, dtype=torch.float64), persistent=False)
+                # float64 for per-member scalars computed from them (lr x schedule, beta2 ** step); float32 for
+                # the ones the step uses as they are (loss weights, offset), so it casts nothing per step.
+                exact = torch.tensor(values, dtype=torch.float64)
+                self.register_buffer(_buffer(key), exact, persistent=False)
+                self.register_buffer(_buffer(key) + "_f32", exact.float(), persistent=False)
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        """The `(E,)` (or `(E, k)`) tensor of numeric `key`."""
+        """The `(E,)` (or `(E, k)`) float64 tensor of numeric `key`."""
         return getattr(self, _buffer(key))
+
+    def f32(self, key: str) -> torch.Tensor:
+        """`self[key]` in float32."""
+        return getattr(self, _buffer(key) + "_f32")
 
     def list(self, key: str) -> list[Any]:
         return list(self.lists[key])

@@ -65,23 +65,24 @@ class MemberAdamW(torch.optim.Optimizer):
         eps = self.param_groups[0]["eps"]
         for p in params:
             if not self.state[p]:
-                self.state[p] = {"step": torch.zeros((), dtype=torch.float64),
-                                 "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
-        step = float(self.state[params[0]]["step"]) + 1
+                self.state[p] = {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        step = self.state[params[0]]["step"] + 1
         for p in params:
-            self.state[p]["step"].fill_(step)
+            self.state[p]["step"] = step
         b1, b2 = self.betas[:, 0], self.betas[:, 1]
-        decay = 1 - self.lr * self.weight_decay
-        step_size = self.lr / (1 - b1 ** step)
-        bc2_sqrt = (1 - b2 ** step).sqrt()
+        # The per-member scalars of this step, in float64, then cast once: (6, E).
+        coeffs = torch.stack([1 - self.lr * self.weight_decay, 1 - b1, b2, 1 - b2, (1 - b2 ** step).sqrt(),
+                              -self.lr / (1 - b1 ** step)]).to(params[0].dtype)
+        decay, one_minus_b1, b2, one_minus_b2, bc2_sqrt, neg_step_size = (
+            [c.view(-1, *([1] * (p.dim() - 1))) for p in params] for c in coeffs)
         grads = [p.grad for p in params]
         m = [self.state[p]["exp_avg"] for p in params]
         v = [self.state[p]["exp_avg_sq"] for p in params]
-        views = lambda x: [member_view(x, p) for p in params]  # noqa: E731
-        torch._foreach_mul_(params, views(decay))
-        torch._foreach_lerp_(m, grads, views(1 - b1))
-        torch._foreach_mul_(v, views(b2))
-        torch._foreach_add_(v, torch._foreach_mul(torch._foreach_mul(grads, grads), views(1 - b2)))
-        denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(v), views(bc2_sqrt)), eps)
-        torch._foreach_sub_(params, torch._foreach_div(torch._foreach_mul(m, views(step_size)), denom))
+        torch._foreach_mul_(params, decay)
+        torch._foreach_lerp_(m, grads, one_minus_b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_add_(v, torch._foreach_mul(torch._foreach_mul(grads, grads), one_minus_b2))
+        denom = torch._foreach_div(torch._foreach_sqrt(v), bc2_sqrt)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_add_(params, torch._foreach_div(torch._foreach_mul(m, neg_step_size), denom))
         return loss
