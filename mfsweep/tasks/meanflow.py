@@ -133,7 +133,14 @@ AUTO_COMPILE_MEMBER_STEPS = 50_000
 def use_compile(setting: Any, max_steps: int, n_members: int) -> bool:
     """`trainer.compile` (true | false | auto) resolved for a run of `max_steps` steps of `n_members` members."""
     if setting == "auto":
-        return max_steps * n_members >= AUTO_COMPILE_MEMBER_STEPS
+        if max_steps * n_members < AUTO_COMPILE_MEMBER_STEPS:
+            return False
+        # An automatic choice must not fail a run where inductor cannot build (e.g. no C++ compiler): such a
+        # step falls back to eager. `trainer.compile=true` keeps errors loud.
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+        return True
     return bool(setting)
 
 
