@@ -1,9 +1,10 @@
 """Hydra's basic sweeper, plus packed mode.
 
-With `sweep.mode=packed`, a multirun sweep over one of `sweep.packed_keys` (alpha.value, seed) is not
-expanded into jobs but handed to each job as one list (`alpha.value=[0.0,0.1,...]`), so one process trains
-every alpha x seed cell of, say, one dataset (docs/design.md, "Execution modes"). The command line and the
-sweep files are the same in both modes; other swept keys (dataset, dim) still make one job each.
+With `sweep.mode=packed`, a multirun sweep over one of `sweep.packed_keys` (alpha.value, seed, and by default
+every other per-member key: trainer.lr, time.ratio, ...) is not expanded into jobs but handed to each job as one
+list (`alpha.value=[0.0,0.1,...]`; `trainer.betas=[[0.9,0.99],[0.9,0.999]]`), so one process trains every
+combination, e.g. lr x ratio x alpha x seed on one dataset (docs/design.md, "Execution modes"). The command line
+and the sweep files are the same in both modes; other swept keys (dataset, model.width) still make one job each.
 
 In both modes the sweep is planned first (mfsweep/sweep/launch.py): plan.json lists every cell, jobs with
 nothing left to train are not submitted, and the launch ends with the sweep's status.
@@ -53,6 +54,9 @@ class MfsweepSweeper(BasicSweeper):
         the CLI's preflight checks these."""
         sweep_cfg = self.config.get("sweep", {}) if self.config is not None else {}
         if sweep_cfg.get("mode", "per_run") == "packed":
+            from mfsweep.cli.validate import check_packed_keys
+
+            check_packed_keys(sweep_cfg.get("packed_keys", []))  # before any job starts
             parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
             overrides = pack(overrides, list(sweep_cfg.get("packed_keys", [])), parser)
         return BasicSweeper.split_arguments(overrides, max_batch_size)

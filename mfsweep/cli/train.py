@@ -1,8 +1,13 @@
-"""`mfsweep-train`: train one grid cell, or a packed grid of alpha x seed cells, and write their records.
+"""`mfsweep-train`: train one grid cell, or a packed grid of cells, and write their records.
 
     mfsweep-train dataset=swiss_roll tangent=ema alpha.value=0.5 seed=1 trainer.max_steps=300
     mfsweep-train -m dataset=swiss_roll tangent=ema alpha.value=0.0,0.5,1.0 seed=0,1            # a job per cell
     mfsweep-train -m sweep.mode=packed dataset=swiss_roll tangent=ema alpha.value=0.0,0.5,1.0 seed=0,1  # one job
+    mfsweep-train -m sweep.mode=packed dataset=two_moons tangent=ema alpha.value=0.0,1.0 seed=0,1 \
+        trainer.lr=1e-3,3e-3 time.ratio=0.25,0.75                                                 # 16 cells, one job
+
+Heavy libraries (Lightning, W&B, matplotlib, the tasks) are imported inside `train`, so `--help` and a config
+error answer quickly.
 """
 from __future__ import annotations
 
@@ -13,43 +18,51 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-import lightning as L
-import matplotlib.pyplot as plt
 import numpy as np
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from mfsweep.cli.validate import as_list, validate
+from mfsweep.cli.validate import validate
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_npz_atomic
-from mfsweep.sweep.cells import Cell, context_name, needs_training, plan_cells
-from mfsweep.sweep.images import image_grid
+from mfsweep.sweep.cells import Cell, context_name, context_overrides, job_cells, needs_training, override_key, setting_keys
 from mfsweep.sweep.lock import claim
-from mfsweep.sweep.plots import scatter_samples
 from mfsweep.sweep.record import HISTORY, SAMPLES, make_record, write_record
-from mfsweep.tasks import task_class
-from mfsweep.tasks.checkpointing import LastCheckpoint
-from mfsweep.tasks.meanflow import CellEval, MeanFlowModule
-from mfsweep.tasks.progress import StepProgress
-from mfsweep.tasks.tracking import CellTracking
+
+if TYPE_CHECKING:
+    from mfsweep.tasks.meanflow import CellEval, MeanFlowModule
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 log = logging.getLogger("mfsweep")
 
 
 def cell_config(cfg: DictConfig, cell: Cell) -> dict[str, Any]:
-    """The cell's resolved config (alpha and seed as single values), also the flat W&B config."""
-    c = OmegaConf.to_container(cfg, resolve=True)
-    c["alpha"]["value"], c["seed"] = cell.alpha, cell.seed
-    return c
+    """The cell's resolved config, with its own value of every per-member key (alpha, seed, its setting)."""
+    c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for key, value in cell.values().items():
+        OmegaConf.update(c, key, value, force_add=True)
+    return OmegaConf.to_container(c)
 
 
-def _flat(cfg: DictConfig, cell: Cell, task: str) -> dict[str, Any]:
+def cell_setting(cell: Cell, context: dict[str, Any]) -> dict[str, Any]:
+    """What tells the cell's setting apart in a report: the job's context overrides and the cell's own values
+    of the swept per-member keys besides alpha and seed."""
+    return context | dict(cell.setting)
+
+
+def _context_values(overrides: Sequence[str], packed_keys: Sequence[str]) -> dict[str, Any]:
+    """The job's context overrides as `{key: value}` (values parsed as YAML: numbers stay numbers)."""
+    return {override_key(o): yaml.safe_load(o.split("=", 1)[1]) for o in context_overrides(overrides, packed_keys)
+            if "=" in o}
+
+
+def _flat(cfg: DictConfig, cell: Cell, task: str, setting: dict[str, Any]) -> dict[str, Any]:
     return {"alpha": cell.alpha, "seed": cell.seed, "dataset": cfg.dataset.name, "tangent": cfg.tangent.name,
-            "dim": cfg.dataset.dim, "model": cfg.model.name, "task": task, "cfg": cell_config(cfg, cell)}
+            "dim": cfg.dataset.dim, "model": cfg.model.name, "task": task, **dict(cell.setting),
+            "setting": setting, "cfg": cell_config(cfg, cell)}
 
 
 def _tail_mean(rows: list[dict[str, float]], key: str, fraction: float) -> float | None:
@@ -66,12 +79,14 @@ def checkpoint_path(root: Path, context: str, cells: list[Cell]) -> Path:
     return (Path(root) / context if context else Path(root)) / "checkpoints" / key / "last.ckpt"
 
 
-def train(cfg: DictConfig, root: Path, context: str = "") -> list[dict[str, Any]]:
+def train(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Train the cells of one job under `root/context` and return their records (resuming from the job's
-    last checkpoint when one exists)."""
+    last checkpoint when one exists). `overrides` are the job's command-line overrides: the per-member keys
+    they name are part of each cell's setting (and folder), the others of the job's context."""
     _quiet()
     validate(cfg)
-    cells = plan_cells(root, context, as_list(cfg.alpha.value), as_list(cfg.seed))
+    packed_keys = list(cfg.sweep.packed_keys)
+    cells = job_cells(root, context, cfg, setting_keys(overrides, packed_keys))
     todo = [c for c in cells if needs_training(c, cfg.sweep.rerun)]
     for c in cells:
         if c not in todo:
@@ -79,10 +94,22 @@ def train(cfg: DictConfig, root: Path, context: str = "") -> list[dict[str, Any]
     todo = claim(todo, OmegaConf.select(cfg, "launcher.timeout_min"), lambda c: needs_training(c, cfg.sweep.rerun))
     if not todo:
         return []
-    task = task_class(cfg.dataset.task).from_config(cfg, [c.alpha for c in todo], [c.seed for c in todo])
+    import lightning as L
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from mfsweep.tasks import task_class
+    from mfsweep.tasks.checkpointing import LastCheckpoint
+    from mfsweep.tasks.progress import StepProgress
+    from mfsweep.tasks.tracking import CellTracking
+
+    task = task_class(cfg.dataset.task).from_config(cfg, [c.alpha for c in todo], [c.seed for c in todo],
+                                                    [dict(c.setting) for c in todo])
+    context_values = _context_values(overrides, packed_keys)
+    settings = [cell_setting(c, context_values) for c in todo]
     group = cfg.sweep.name or "-".join(Path(root).resolve().parts[-2:])
-    tracking = CellTracking([c.dir for c in todo], [_flat(cfg, c, task.task_name) for c in todo],
-                            OmegaConf.to_container(cfg.logger), group=group, job_type=task.task_name)
+    tracking = CellTracking([c.dir for c in todo], [_flat(cfg, c, task.task_name, st) for c, st in zip(todo, settings)],
+                            OmegaConf.to_container(cfg.logger), group=group, job_type=task.task_name,
+                            names=[c.name.replace("/", " ") for c in todo])
     ckpt = checkpoint_path(root, context, todo)
     label = f"{cfg.dataset.name} x{len(todo)}" if len(todo) > 1 else todo[0].name
     last = LastCheckpoint(ckpt, cfg.trainer.checkpoint_every)
@@ -116,20 +143,25 @@ def train(cfg: DictConfig, root: Path, context: str = "") -> list[dict[str, Any]
             raise
         wall = (time.perf_counter() - start) / len(todo)
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-        for c in todo:
-            write_record(c.dir, _record(cfg, task, c, "failed", wall, error=error, n_members=len(todo)))
+        for c, st in zip(todo, settings):
+            write_record(c.dir, _record(cfg, task, c, st, "failed", wall, error=error, n_members=len(todo)))
         tracking.finish([{"error": error}] * len(todo), [None] * len(todo), exit_code=1)
         raise
     wall = (time.perf_counter() - start) / len(todo)
-    records = [_finish_cell(cfg, task, i, c, res, wall, len(todo)) for i, (c, res) in enumerate(zip(todo, results))]
+    records = [_finish_cell(cfg, task, i, c, st, res, wall, len(todo), draw=tracking.enabled)
+               for i, (c, st, res) in enumerate(zip(todo, settings, results))]
     tracking.finish([r.pop("_summary") for r in records], [r.pop("_figure") for r in records])
-    plt.close("all")
+    if tracking.enabled:
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
     return records
 
 
-def _finish_cell(cfg: DictConfig, task: MeanFlowModule, i: int, cell: Cell, res: CellEval, wall: float,
-                 n_members: int) -> dict[str, Any]:
-    """Write one cell's history, samples and record; return the record (with its W&B summary and figure)."""
+def _finish_cell(cfg: DictConfig, task: MeanFlowModule, i: int, cell: Cell, setting: dict[str, Any], res: CellEval,
+                 wall: float, n_members: int, draw: bool) -> dict[str, Any]:
+    """Write one cell's history, samples and record; return the record (with its W&B summary, and its sample
+    figure when `draw`: only the W&B run shows it)."""
     diverged = task.diverged_step[i]
     history = task.history[i]
     if cfg.logger.name != "none":
@@ -143,14 +175,10 @@ def _finish_cell(cfg: DictConfig, task: MeanFlowModule, i: int, cell: Cell, res:
     figure = None
     if diverged is None and res.arrays:
         write_npz_atomic(cell.dir / SAMPLES, **res.arrays)
-        gen, ref = res.arrays.get("generated"), res.arrays.get("reference")
-        if gen is not None and gen.ndim == 2 and gen.shape[1] >= 2:
-            figure = scatter_samples(gen[:5000], None if ref is None else ref[:5000], title=cell.name)
-        elif gen is not None and gen.ndim == 4:
-            figure = image_grid(gen[:64], title=cell.name)
+        figure = _figure(res.arrays, cell.name) if draw else None
     status = "completed" if diverged is None else "diverged"
     diagnostics = task.diagnostics_summary(i)
-    record = _record(cfg, task, cell, status, wall, diverged_step=diverged, metrics=metrics,
+    record = _record(cfg, task, cell, setting, status, wall, diverged_step=diverged, metrics=metrics,
                      eval_info=res.info if diverged is None else {}, diagnostics=diagnostics, n_members=n_members)
     write_record(cell.dir, record)
     sw1 = metrics.get("sw1")
@@ -165,17 +193,34 @@ def _finish_cell(cfg: DictConfig, task: MeanFlowModule, i: int, cell: Cell, res:
     return record | {"_summary": summary, "_figure": figure}
 
 
-def _record(cfg: DictConfig, task: MeanFlowModule, cell: Cell, status: str, wall: float, *, n_members: int,
-            error: str | None = None, diverged_step: int | None = None, metrics: dict | None = None,
+def _figure(arrays: dict[str, Any], title: str) -> Any:
+    """The samples plot for the cell's W&B run: a scatter of 2-D samples, or an image grid."""
+    gen, ref = arrays.get("generated"), arrays.get("reference")
+    if gen is not None and gen.ndim == 2 and gen.shape[1] >= 2:
+        from mfsweep.sweep.plots import scatter_samples
+
+        return scatter_samples(gen[:5000], None if ref is None else ref[:5000], title=title)
+    if gen is not None and gen.ndim == 4:
+        from mfsweep.sweep.images import image_grid
+
+        return image_grid(gen[:64], title=title)
+    return None
+
+
+def _record(cfg: DictConfig, task: MeanFlowModule, cell: Cell, setting: dict[str, Any], status: str, wall: float, *,
+            n_members: int, error: str | None = None, diverged_step: int | None = None, metrics: dict | None = None,
             eval_info: dict | None = None, diagnostics: dict | None = None) -> dict[str, Any]:
+    own = cell.values()
+    loss = {k: own.get(f"loss.{k}", cfg.loss[k]) for k in ("anchor_weight", "adaptive_p")}
     return make_record(
         status=status, task=task.task_name, dataset=cfg.dataset.name, dim=task.data_dim, alpha=cell.alpha,
-        seed=cell.seed, tangent=cfg.tangent.name, anchor_weight=cfg.loss.anchor_weight,
-        adaptive_p=cfg.loss.adaptive_p, steps=diverged_step if diverged_step is not None else task.global_step,
+        seed=cell.seed, tangent=cfg.tangent.name, anchor_weight=loss["anchor_weight"],
+        adaptive_p=loss["adaptive_p"], steps=diverged_step if diverged_step is not None else task.global_step,
         wall_s=wall, error=error, diverged_step=diverged_step, metrics=metrics, eval_info=eval_info,
         diagnostics=diagnostics,
         history=HISTORY if cfg.logger.name != "none" else None,
-        extra={"execution": {"members_in_job": n_members, "mode": "packed" if n_members > 1 else "per_run"}},
+        extra={"setting": setting,
+               "execution": {"members_in_job": n_members, "mode": "packed" if n_members > 1 else "per_run"}},
         config=cell_config(cfg, cell),
     )
 
@@ -194,8 +239,8 @@ def train_job(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     root = Path(hc.sweep.dir if multirun else hc.run.dir)
-    context = context_name(hc.overrides.task, list(cfg.sweep.packed_keys))
-    train(cfg, root, context)
+    overrides = list(hc.overrides.task)
+    train(cfg, root, context_name(overrides, list(cfg.sweep.packed_keys)), overrides)
 
 
 def main() -> None:

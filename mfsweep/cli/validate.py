@@ -1,4 +1,7 @@
-"""Check a composed config before anything trains; every error names the config key."""
+"""Check a composed config before anything trains; every error names the config key.
+
+Imports stay light (no torch, Lightning or FID code at module level): the sweeper imports this module in the
+launching process, and a bad value should be reported in well under a second."""
 from __future__ import annotations
 
 import json
@@ -8,12 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfsweep.cli.errors import ConfigError
-from mfsweep.data import VECTOR_DATASETS
-from mfsweep.data.images import IMAGE_DATASETS
-from mfsweep.metrics.fid import INCEPTION_WEIGHTS_KEY, check_inception_weights
-from mfsweep.method.time import TIME_DISTRIBUTIONS
-from mfsweep.sweep.cells import RERUN_CHOICES
-from mfsweep.tasks.meanflow import PROXIES
+from mfsweep.sweep.cells import GRID_KEYS, MEMBER_KEYS, RERUN_CHOICES, SHAPE_PREFIXES, is_packed
 
 # Datasets whose posterior is known exactly (docs/method.md 3), so that tangent=oracle exists: Gaussian
 # mixtures, and any vector set made finite with `dataset.finite_size` (its empirical posterior).
@@ -44,8 +42,40 @@ def _number(cfg: DictConfig, key: str, *, low: float | None = None, high: float 
 
 def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
     value = _get(cfg, key)
-    if value not in choices:
-        raise ConfigError(key, f"must be one of {list(choices)}, got {value!r}")
+    for v in as_list(value) if key in MEMBER_KEYS else [value]:
+        if v not in choices:
+            raise ConfigError(key, f"must be one of {list(choices)}, got {v!r}")
+
+
+def check_packed_keys(keys: Any) -> None:
+    """`sweep.packed_keys` may name only per-member keys: those that change tensor shapes or the data cannot
+    differ between the members of one process."""
+    for key in as_list(keys):
+        if str(key).startswith(SHAPE_PREFIXES):
+            raise ConfigError("sweep.packed_keys", f"{key} changes tensor shapes or the data, so members of one "
+                                                   "process cannot differ in it: sweep it as separate jobs "
+                                                   "(leave it out of sweep.packed_keys)")
+        if key not in MEMBER_KEYS:
+            raise ConfigError("sweep.packed_keys", f"{key!r} is not a per-member key; they are {list(MEMBER_KEYS)}")
+    for key in GRID_KEYS:
+        if key not in as_list(keys):
+            raise ConfigError("sweep.packed_keys", f"must include {key} (the grid axes), got {list(as_list(keys))}")
+
+
+def _single(cfg: DictConfig, key: str) -> None:
+    """A key that members of one process must share holds one value, not a list."""
+    if isinstance(OmegaConf.select(cfg, key), ListConfig):
+        raise ConfigError(key, "changes tensor shapes or the data, so it takes one value per process: sweep it "
+                               "as separate jobs (-m with sweep.mode=packed still makes one job per value)")
+
+
+def _betas(cfg: DictConfig) -> None:
+    value = _get(cfg, "trainer.betas")
+    for pair in (value if is_packed("trainer.betas", value) else [value]):
+        if not isinstance(pair, (list, tuple, ListConfig)) or len(pair) != 2 or \
+                not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in pair):
+            raise ConfigError("trainer.betas", f"must be a pair [beta1, beta2] in [0, 1), or a list of such pairs, "
+                                               f"got {OmegaConf.to_container(pair) if isinstance(pair, ListConfig) else pair!r}")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -57,8 +87,13 @@ def validate(cfg: DictConfig) -> None:
 
 def _validate_vector(cfg: DictConfig) -> None:
     """The 2-D sets and Gaussian mixtures: the stacked MLP."""
+    from mfsweep.data import VECTOR_DATASETS
+
+    for key in ("model.width", "model.depth", "trainer.batch_size", "dataset.dim", "dataset.name"):
+        _single(cfg, key)
     _choice(cfg, "dataset.name", VECTOR_DATASETS)
     _choice(cfg, "model.name", ("mlp",))
+    _choice(cfg, "trainer.compile", ("auto", True, False))
     for key in ("model.width", "model.depth", "dataset.dim", "eval.n_projections"):
         _number(cfg, key, low=0, low_open=True, integer=True)
     if OmegaConf.select(cfg, "dataset.finite_size") is not None:
@@ -74,12 +109,18 @@ def _validate_vector(cfg: DictConfig) -> None:
 
 
 def _validate_common(cfg: DictConfig) -> None:
+    from mfsweep.method.time import TIME_DISTRIBUTIONS
+    from mfsweep.tasks.meanflow import PROXIES
+
     _choice(cfg, "tangent.name", PROXIES)
     _choice(cfg, "alpha.schedule", ("constant",))
     _choice(cfg, "time.dist", TIME_DISTRIBUTIONS)
     _choice(cfg, "trainer.lr_schedule", ("constant", "cosine"))
+    _number(cfg, "trainer.warmup_steps", low=0, integer=True)
+    _betas(cfg)
     _choice(cfg, "sweep.rerun", tuple(RERUN_CHOICES))
     _choice(cfg, "sweep.mode", ("per_run", "packed"))
+    check_packed_keys(_get(cfg, "sweep.packed_keys"))
     _choice(cfg, "logger.name", ("wandb", "csv", "none"))
     _number(cfg, "alpha.value", low=0.0, high=1.0)
     _number(cfg, "seed", low=0, integer=True)
@@ -135,6 +176,8 @@ def _validate_diagnostics(cfg: DictConfig) -> None:
 
 def _validate_latent(cfg: DictConfig) -> None:
     """The latent DiT task: one cell per process, a DiT that fits the data, guidance, FID, DDP settings."""
+    from mfsweep.data.images import IMAGE_DATASETS
+
     _choice(cfg, "dataset.name", IMAGE_DATASETS)
     if not str(_get(cfg, "model.name")).startswith("DiT"):
         raise ConfigError("model.name", f"the latent_dit task trains a DiT (e.g. model=dit_b_4), "
@@ -147,8 +190,8 @@ def _validate_latent(cfg: DictConfig) -> None:
     if width % cfg.model.num_heads or width % 4:
         raise ConfigError("model.hidden_size", f"must be a multiple of 4 and of model.num_heads "
                                                f"({cfg.model.num_heads}), got {width}")
-    for key in ("alpha.value", "seed"):
-        if len(as_list(_get(cfg, key))) != 1:
+    for key in MEMBER_KEYS:
+        if is_packed(key, OmegaConf.select(cfg, key)):
             raise ConfigError(key, "latent_dit trains one cell per process: give one value and sweep with a per-run "
                                    "multirun (-m alpha.value=0.0,0.5)")
     _choice(cfg, "sweep.mode", ("per_run",))
@@ -194,6 +237,8 @@ def _latent_side(cfg: DictConfig) -> int:
 
 
 def _validate_fid(cfg: DictConfig) -> None:
+    from mfsweep.metrics.fid import INCEPTION_WEIGHTS_KEY, check_inception_weights
+
     _choice(cfg, "metrics.fid.features", ("inception", "classifier"))
     if cfg.metrics.fid.features == "inception":
         try:

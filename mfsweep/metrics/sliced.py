@@ -10,7 +10,6 @@ checks the two agree). Anyone can recompute a recorded figure from `samples.npz`
 from __future__ import annotations
 
 import numpy as np
-import ot
 
 PROJECTIONS_RECIPE = (
     "ot.sliced.get_random_projections(d, n_projections, seed=projection_seed) on the NumPy backend: "
@@ -22,6 +21,8 @@ PROJECTIONS_RECIPE = (
 def projections(dim: int, n_projections: int, seed: int) -> np.ndarray:
     """The fixed (dim, L) unit directions; NumPy backend, so the same seed gives the same directions
     whatever array type the samples arrive in (POT's own seeding differs between NumPy and torch)."""
+    import ot  # POT pulls in scipy.stats and scikit-learn (seconds): only when a distance is measured
+
     return ot.sliced.get_random_projections(dim, n_projections, seed=seed)
 
 

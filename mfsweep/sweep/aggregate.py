@@ -18,7 +18,9 @@ from mfsweep.sweep.plan import read_plan
 from mfsweep.sweep.record import DIAGNOSTIC_KEYS, HISTORY, RECORD, check_record
 from mfsweep.sweep.states import planned_cells
 
-# Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid).
+# Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid). A record's
+# `setting` dict (its swept per-member keys besides alpha and seed, and its job's context overrides, e.g.
+# `trainer.lr`, `time.ratio`, `model.width`) adds to them; records written before it existed have none.
 SETTING_KEYS = ("task", "dataset", "dim", "tangent", "anchor_weight", "adaptive_p")
 NOT_COMPLETED = ("failed", "diverged", "missing")
 
@@ -97,16 +99,22 @@ class Row:
                 "values": values} | {s: self.count(s) for s in NOT_COMPLETED}
 
 
+def setting_dict(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's setting: `SETTING_KEYS`, then its own `setting` keys (sorted)."""
+    own = record.get("setting") or {}
+    return {k: record.get(k) for k in SETTING_KEYS} | {k: own[k] for k in sorted(own) if k not in SETTING_KEYS}
+
+
 def setting_label(setting: dict[str, Any], varying: list[str]) -> str:
     """The dataset, plus whichever setting keys vary across the sweep."""
-    extra = [f"{k}={setting[k]}" for k in varying if k != "dataset"]
+    extra = [f"{k}={setting.get(k)}" for k in varying if k != "dataset"]
     return " ".join([str(setting["dataset"])] + extra)
 
 
 def _setting(group: list[Cell]) -> dict[str, Any]:
     """A setting's keys: the records' (a recorded cell's, else the plan's guess), then the plan's overrides."""
     recorded = [c for c in group if c.record["status"] != "missing"] or group
-    keys = {k: recorded[0].record.get(k) for k in SETTING_KEYS}
+    keys = setting_dict(recorded[0].record)
     return keys | {k: v for c in group[:1] for k, v in c.setting.items() if k not in keys}
 
 
@@ -146,9 +154,9 @@ def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid"
 
 
 def varying_keys(rows: list[Row]) -> list[str]:
-    """The record's setting keys that vary across the sweep, then any other (plan) key that varies."""
-    keys = list(SETTING_KEYS) + sorted({k for r in rows for k in r.setting} - set(SETTING_KEYS))
-    return [k for k in keys if len({str(r.setting.get(k)) for r in rows}) > 1]
+    """Setting keys whose value differs across the rows (a key some rows lack counts as differing)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r.setting))
+    return [k for k in keys if len({json.dumps(r.setting.get(k), sort_keys=True, default=str) for r in rows}) > 1]
 
 
 @dataclass

@@ -1,63 +1,159 @@
-"""Grid cells and their folders.
+"""Grid cells, their per-member values and their folders.
 
-A job trains the cells `alpha.value x seed` (lists in packed mode, single values per run). Each cell's
-folder is `<sweep root>/<context>/alpha=A,seed=S`, where the context names the job's other overrides
-(e.g. `dataset=swiss_roll`), so the folder depends only on what the cell is, not on which job or mode
-trained it: a re-launched sweep finds its finished cells there and skips them.
+A job trains the cells of its packed keys: every combination of the values of `sweep.packed_keys` that the job
+names (lists in packed mode, single values per run), e.g. `trainer.lr x time.ratio x alpha.value x seed`. A
+cell is `(setting, alpha, seed)`, where the setting holds its values of the other named per-member keys. Its
+folder is `<sweep root>/<context>/<setting>/alpha=A,seed=S`: the context names the job's other overrides (e.g.
+`dataset=swiss_roll`), the setting the cell's own values (`time.ratio=0.25,trainer.lr=0.001`, absent when the
+job names no per-member key besides alpha and seed). So the folder depends only on what the cell is, not on
+which job or mode trained it: a re-launched sweep finds its finished cells there and skips them.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfsweep.sweep.record import read_record, round_alpha
 
+# Keys that may differ between the members of one packed process (docs/design.md, "Execution modes"): each is
+# a scalar that changes no tensor shape, and the engine holds it as one value per member. A component that adds
+# such a key (an alpha schedule's parameters, a proxy's own keys) appends it here and reads it per member from
+# `MemberValues` (mfsweep/tasks/members.py).
+MEMBER_KEYS = (
+    "alpha.value", "seed",
+    "trainer.lr", "trainer.betas", "trainer.weight_decay", "trainer.grad_clip", "trainer.ema_decay",
+    "trainer.lr_schedule", "trainer.warmup_steps", "tangent.ema_decay",
+    "time.mu", "time.sigma", "time.ratio", "time.dist",
+    "loss.adaptive_p", "loss.adaptive_eps", "loss.anchor_weight", "loss.offset",
+)
+# The grid axes every record holds at its top level; the other per-member keys form the cell's setting.
+GRID_KEYS = ("alpha.value", "seed")
+# Keys whose one value is itself a list: a packed sweep over them is a list of lists.
+LIST_VALUED = ("trainer.betas",)
+# Keys that change tensor shapes (or the data), so members of one process must share them.
+SHAPE_PREFIXES = ("model.", "dataset.", "trainer.batch_size")
 # Overrides that do not change what a cell computes, so they must not change its folder.
-NEUTRAL_PREFIXES = ("hydra", "launcher", "logger", "sweep.", "trainer.progress", "trainer.accelerator", "trainer.devices")
-# File systems cap a folder name at 255 bytes; a longer context keeps a readable prefix and a hash of the whole.
+NEUTRAL_PREFIXES = ("hydra", "launcher", "logger", "sweep.", "trainer.progress", "trainer.accelerator",
+                    "trainer.devices", "trainer.compile")
+# File systems cap a folder name at 255 bytes; a longer name keeps a readable prefix and a hash of the whole.
 MAX_CONTEXT = 240
 RERUN_CHOICES = {"none": (), "failed": ("failed", "diverged"), "all": ("completed", "failed", "diverged")}
 
 
 @dataclass(frozen=True)
 class Cell:
+    """One member of a job: its per-member values besides alpha and seed (`setting`, sorted by key)."""
+
     alpha: float
     seed: int
     dir: Path
+    setting: tuple[tuple[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
-        return cell_name(self.alpha, self.seed)
+        """Unique within a job: the setting folder (if any) and `alpha=A,seed=S`."""
+        own = cell_name(self.alpha, self.seed)
+        return f"{setting_name(self.setting)}/{own}" if self.setting else own
+
+    def values(self) -> dict[str, Any]:
+        """Every per-member key this cell fixes, alpha and seed included."""
+        return {"alpha.value": self.alpha, "seed": self.seed} | dict(self.setting)
 
 
 def cell_name(alpha: float, seed: int) -> str:
     return f"alpha={round_alpha(alpha):g},seed={int(seed)}"
 
 
-def context_name(overrides: Iterable[str], packed_keys: Sequence[str] = ("alpha.value", "seed")) -> str:
-    """The folder name for a job's other overrides, sorted: `dataset=swiss_roll,trainer.max_steps=300`.
+def format_value(value: Any) -> str:
+    """A value as it appears in a folder name: floats as their shortest round-trip repr (1e-05, 0.001), lists
+    joined with `_`."""
+    if isinstance(value, (list, tuple)):
+        return "_".join(format_value(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
-    Names longer than `MAX_CONTEXT` become their first characters plus `~` and a hash of the full name, so
-    the same overrides always map to the same folder."""
-    kept = []
-    for o in overrides:
-        key = o.split("=", 1)[0].lstrip("+~")
-        if key in packed_keys or key.startswith(NEUTRAL_PREFIXES):
-            continue
-        kept.append(re.sub(r"[^A-Za-z0-9_.=,\-+]", "_", o.lstrip("+~")))
-    name = ",".join(sorted(kept))
+
+def _short(name: str) -> str:
+    """`name`, or for a long one its first characters plus `~` and a hash of the whole (same input, same name)."""
     if len(name) <= MAX_CONTEXT:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:12]
     return f"{name[:MAX_CONTEXT - len(digest) - 1]}~{digest}"
 
 
-def plan_cells(root: Path, context: str, alphas: Sequence[float], seeds: Sequence[int]) -> list[Cell]:
+def _clean(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=,\-+]", "_", text)
+
+
+def setting_name(setting: Iterable[tuple[str, Any]]) -> str:
+    """The folder of a setting: `time.ratio=0.25,trainer.lr=0.001` (sorted by key; shortened when long)."""
+    return _short(",".join(_clean(f"{k}={format_value(v)}") for k, v in sorted(setting)))
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def context_name(overrides: Iterable[str], packed_keys: Sequence[str] = GRID_KEYS) -> str:
+    """The folder name for a job's other overrides, sorted: `dataset=swiss_roll,trainer.max_steps=300`.
+
+    Names longer than `MAX_CONTEXT` become their first characters plus `~` and a hash of the full name, so
+    the same overrides always map to the same folder."""
+    kept = [_clean(o.lstrip("+~")) for o in context_overrides(overrides, packed_keys)]
+    return _short(",".join(sorted(kept)))
+
+
+def context_overrides(overrides: Iterable[str], packed_keys: Sequence[str] = GRID_KEYS) -> list[str]:
+    """The overrides that name the job's context: neither per-member values nor neutral keys."""
+    return [o for o in overrides
+            if override_key(o) not in packed_keys and not override_key(o).startswith(NEUTRAL_PREFIXES)]
+
+
+def setting_keys(overrides: Iterable[str], packed_keys: Sequence[str]) -> list[str]:
+    """The per-member keys (besides alpha and seed) that a job's overrides name: they are part of each cell's
+    setting, whether the job gives one value (per-run mode) or a list (packed mode)."""
+    return sorted({override_key(o) for o in overrides} & set(packed_keys) - set(GRID_KEYS))
+
+
+def is_packed(key: str, value: Any) -> bool:
+    """Whether `value` of per-member `key` is a list of member values rather than one value."""
+    if not isinstance(value, (list, tuple, ListConfig)):
+        return False
+    if key in LIST_VALUED:
+        return all(isinstance(v, (list, tuple, ListConfig)) for v in value)
+    return True
+
+
+def member_values(cfg: DictConfig, key: str) -> list[Any]:
+    """The values of per-member `key` in `cfg`: the packed list, or its one value as a one-item list."""
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value, resolve=True)
+    return list(value) if is_packed(key, value) else [value]
+
+
+def plan_cells(root: Path, context: str, alphas: Sequence[float], seeds: Sequence[int],
+               settings: Sequence[tuple[tuple[str, Any], ...]] = ((),)) -> list[Cell]:
+    """The cells `settings x alphas x seeds`, in that order (seed varying fastest)."""
     base = Path(root) / context if context else Path(root)
-    return [Cell(round_alpha(a), int(s), base / cell_name(a, s)) for a in alphas for s in seeds]
+    return [Cell(round_alpha(a), int(s), (base / setting_name(st) if st else base) / cell_name(a, s), tuple(st))
+            for st in settings for a in alphas for s in seeds]
+
+
+def job_cells(root: Path, context: str, cfg: DictConfig, keys: Sequence[str] = ()) -> list[Cell]:
+    """The cells of a job: every combination of its values of the setting `keys` (plus any other per-member key
+    given as a list), alpha and seed."""
+    keys = sorted(set(keys) | {k for k in MEMBER_KEYS if k not in GRID_KEYS
+                               and is_packed(k, OmegaConf.select(cfg, k))})
+    settings = [tuple(zip(keys, combo)) for combo in itertools.product(*(member_values(cfg, k) for k in keys))]
+    return plan_cells(root, context, member_values(cfg, "alpha.value"), member_values(cfg, "seed"), settings)
 
 
 def needs_training(cell: Cell, rerun: str) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.sweep.atomic import write_json_atomic
-from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, plan_cells
+from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, format_value, job_cells as member_cells, setting_keys
 
 PLAN = "plan.json"
 SCHEMA = 1
@@ -59,14 +59,11 @@ def record_keys(cfg: DictConfig) -> dict[str, Any]:
             "adaptive_p": get("loss.adaptive_p")}
 
 
-def as_list(value: Any) -> list:
-    return list(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else [value]
-
-
 def job_cells(cfg: DictConfig, root: Path, overrides: Sequence[str]) -> list[Cell]:
-    """The cells a job trains, in the folders `mfsweep-train` gives them (the same calls as cli/train.main)."""
-    context = context_name(overrides, list(cfg.sweep.packed_keys))
-    return plan_cells(root, context, as_list(cfg.alpha.value), as_list(cfg.seed))
+    """The cells a job trains, in the folders `mfsweep-train` gives them (the same calls as cli/train.train)."""
+    packed_keys = list(cfg.sweep.packed_keys)
+    context = context_name(overrides, packed_keys)
+    return member_cells(root, context, cfg, setting_keys(overrides, packed_keys))
 
 
 def alpha_spec(cfg: DictConfig, alpha: float) -> dict[str, Any]:
@@ -78,11 +75,14 @@ def alpha_spec(cfg: DictConfig, alpha: float) -> dict[str, Any]:
 
 
 def plan_entries(cfg: DictConfig, root: Path, overrides: Sequence[str], job: int) -> list[dict[str, Any]]:
-    """One plan entry per cell of a job."""
-    setting, keys = setting_of_overrides(overrides), record_keys(cfg)
-    return [{"dir": str(c.dir.relative_to(root)), "setting": setting, "record_keys": keys, "alpha": c.alpha,
-             "alpha_spec": alpha_spec(cfg, c.alpha), "seed": c.seed, "job": job, "overrides": list(overrides),
-             "launched": False, "array_task": None} for c in job_cells(cfg, root, overrides)]
+    """One plan entry per cell of a job; a cell's setting is the job's overrides with its own per-member values
+    in place of the packed lists."""
+    job_setting, keys = setting_of_overrides(overrides), record_keys(cfg)
+    return [{"dir": str(c.dir.relative_to(root)),
+             "setting": dict(sorted((job_setting | {k: format_value(v) for k, v in c.setting}).items())),
+             "record_keys": keys, "alpha": c.alpha, "alpha_spec": alpha_spec(cfg, c.alpha), "seed": c.seed,
+             "job": job, "overrides": list(overrides), "launched": False, "array_task": None}
+            for c in job_cells(cfg, root, overrides)]
 
 
 def read_plan(root: Path) -> dict[str, Any] | None:

@@ -1,14 +1,24 @@
-"""Lightning tasks: the shared MeanFlow module and the thin task modules, by `dataset.task`."""
+"""Lightning tasks: the shared MeanFlow module and the thin task modules, by `dataset.task`.
+
+Each task's module is imported only when that task runs: the latent DiT pulls in timm, diffusers and the FID
+code (seconds of imports), which a 2-D run never needs."""
 from __future__ import annotations
 
-from mfsweep.tasks.latent import LatentDiTTask
-from mfsweep.tasks.meanflow import MeanFlowModule
-from mfsweep.tasks.vector import GaussianMixtureTask, VectorTask
+import importlib
+from typing import TYPE_CHECKING
 
-TASKS: dict[str, type[MeanFlowModule]] = {"toy": VectorTask, "dgmm": GaussianMixtureTask, "latent_dit": LatentDiTTask}
+if TYPE_CHECKING:
+    from mfsweep.tasks.meanflow import MeanFlowModule
+
+TASKS: dict[str, str] = {
+    "toy": "mfsweep.tasks.vector:VectorTask",
+    "dgmm": "mfsweep.tasks.vector:GaussianMixtureTask",
+    "latent_dit": "mfsweep.tasks.latent:LatentDiTTask",
+}
 
 
 def task_class(name: str) -> type[MeanFlowModule]:
     if name not in TASKS:
         raise ValueError(f"dataset.task must be one of {sorted(TASKS)}, got {name!r}")
-    return TASKS[name]
+    module, cls = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), cls)

@@ -132,7 +132,8 @@ class LatentDiTTask(MeanFlowModule):
         self._fid: FID | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, alphas: list[float], seeds: list[int]) -> "LatentDiTTask":
+    def from_config(cls, cfg: Any, alphas: list[float], seeds: list[int],
+                    settings: list[dict[str, Any]] | None = None) -> "LatentDiTTask":
         if len(alphas) != 1 or len(seeds) != 1:
             raise ValueError("latent_dit trains one cell per process: give one alpha.value and one seed "
                              "(sweep them with a per-run multirun, -m alpha.value=0.0,0.5)")
@@ -143,7 +144,7 @@ class LatentDiTTask(MeanFlowModule):
             num_classes=ds.num_classes, batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
             guidance=GuidanceConfig(**cfg.guidance), fid=FIDConfig(**cfg.metrics.fid),
             fid_samples=cfg.eval.fid_samples, eval_samples=cfg.eval.every_n_samples, eval_steps=cfg.eval.n_steps,
-            threads=cfg.trainer.get("threads"), **module_kwargs(cfg),
+            threads=cfg.trainer.get("threads"), **module_kwargs(cfg, settings),
         )
 
     @property

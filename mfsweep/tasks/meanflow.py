@@ -4,17 +4,17 @@ It trains `E >= 1` members at once, one alpha each, with the paper's loss from `
 tangent mixing with a proxy (docs/method.md 3), adaptive weighting and the flow-matching anchor. A task
 subclass supplies the batches (`draw_batch`), how one value per member broadcasts against a batch
 (`member_view`), and the evaluation. Members never interact: each has its own parameters (stacked),
-optimizer state (elementwise), gradient clipping, EMA and divergence flag, so member i trains exactly as a
-single run of cell i would.
+hyperparameters (`MemberValues`: lr, betas, weight decay, clipping, EMA decays, loss weights, ...), optimizer
+state (elementwise), gradient clipping, EMA and divergence flag, so member i trains exactly as a single run of
+cell i would.
 """
 from __future__ import annotations
 
 import copy
-import math
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
 import torch
@@ -23,6 +23,7 @@ from mfsweep.method.ema import ema_update
 from mfsweep.method.gradvar import StreamingTotalVariance
 from mfsweep.method.loss import flow_matching_anchor, meanflow_loss
 from mfsweep.method.tangent import boundary_r, mix_tangent
+from mfsweep.sweep.cells import MEMBER_KEYS, is_packed
 from mfsweep.tasks.diagnostics import (
     LOGGED,
     STATS,
@@ -35,6 +36,8 @@ from mfsweep.tasks.diagnostics import (
     sample_fluctuations,
     summarise,
 )
+from mfsweep.tasks.members import MemberValues
+from mfsweep.tasks.optim import MemberAdamW, clip_grad_norm_per_member, lr_factor
 
 log = logging.getLogger("mfsweep")
 
@@ -58,6 +61,7 @@ class OptimConfig:
     eval_ema_decay: float = 0.999
     proxy_ema_decay: float = 0.99
     lr_schedule: str = "constant"  # constant | cosine (to 0 at max_steps)
+    warmup_steps: int = 0  # linear warm-up of the lr over this many steps (0: none), times the schedule
 
 
 @dataclass(frozen=True)
@@ -90,16 +94,20 @@ class Batch:
     y: torch.Tensor | None = None
 
 
-def module_kwargs(cfg: Any) -> dict[str, Any]:
-    """The MeanFlowModule arguments every task reads the same way from a composed config."""
+def module_kwargs(cfg: Any, settings: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The MeanFlowModule arguments every task reads the same way from a composed config (where packed
+    per-member keys hold lists, the job-level dataclasses take the first value; `settings` are each member's own
+    values, which override them)."""
+    cfg = first_values(cfg)
     tr = cfg.trainer
     return dict(
+        settings=list(settings) if settings is not None else None,
         proxy=cfg.tangent.name, log_every=tr.log_every,
         loss=LossConfig(**{k: cfg.loss[k] for k in ("adaptive_p", "adaptive_eps", "anchor_weight", "offset")}),
         optim=OptimConfig(
             lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
             eval_ema_decay=tr.ema_decay, proxy_ema_decay=cfg.tangent.get("ema_decay", 0.0),
-            lr_schedule=tr.get("lr_schedule", "constant"),
+            lr_schedule=tr.get("lr_schedule", "constant"), warmup_steps=tr.get("warmup_steps", 0),
         ),
         grad_var=GradVarConfig(**{k: cfg.grad_var[k] for k in ("every", "replicas", "batch_size")}),
         eval_every=cfg.eval.every,
@@ -116,19 +124,46 @@ def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return twin
 
 
-@torch.no_grad()
-def clip_grad_norm_per_member(params: list[torch.nn.Parameter], max_norm: float, n_members: int | None) -> torch.Tensor:
-    """Clip each member's gradient (all its parameters together) to `max_norm`; returns the norms before
-    clipping, one per member. `n_members=None` means unstacked parameters (one member)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if n_members is None:
-        return torch.nn.utils.clip_grad_norm_(params, max_norm).reshape(1)
-    sq = sum(g.reshape(n_members, -1).pow(2).sum(1) for g in grads)
-    norms = sq.sqrt()
-    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
-    return norms
+# `trainer.compile=auto` compiles when the run has at least this many member-steps (max_steps x members): the
+# compile costs about 30-90 s on 2 cores and the compiled step saves a few ms per member-step, so shorter runs
+# (tests, smoke runs) stay eager.
+AUTO_COMPILE_MEMBER_STEPS = 50_000
+
+
+def use_compile(setting: Any, max_steps: int, n_members: int) -> bool:
+    """`trainer.compile` (true | false | auto) resolved for a run of `max_steps` steps of `n_members` members."""
+    if setting == "auto":
+        if max_steps * n_members < AUTO_COMPILE_MEMBER_STEPS:
+            return False
+        # An automatic choice must not fail a run where inductor cannot build (e.g. no C++ compiler): such a
+        # step falls back to eager. `trainer.compile=true` keeps errors loud.
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+        return True
+    return bool(setting)
+
+
+def first_values(cfg: Any) -> Any:
+    """`cfg` with every packed per-member key (a list of member values) replaced by its first value."""
+    from omegaconf import OmegaConf
+
+    cfg = cfg.copy()
+    for key in MEMBER_KEYS:
+        value = OmegaConf.select(cfg, key)
+        if is_packed(key, value):
+            OmegaConf.update(cfg, key, value[0], force_add=True)
+    return cfg
+
+
+def job_values(loss: LossConfig, optim: OptimConfig) -> dict[str, Any]:
+    """The module's per-member keys at their job-level values, by config key."""
+    return {
+        "trainer.lr": optim.lr, "trainer.betas": list(optim.betas), "trainer.weight_decay": optim.weight_decay,
+        "trainer.grad_clip": optim.grad_clip, "trainer.ema_decay": optim.eval_ema_decay,
+        "trainer.lr_schedule": optim.lr_schedule, "trainer.warmup_steps": optim.warmup_steps,
+        "tangent.ema_decay": optim.proxy_ema_decay,
+    } | {f"loss.{f.name}": getattr(loss, f.name) for f in dataclasses.fields(loss)}
 
 
 class MeanFlowModule(L.LightningModule):
@@ -151,6 +186,8 @@ class MeanFlowModule(L.LightningModule):
         grad_var: GradVarConfig = GradVarConfig(),
         eval_every: int = 0,
         diagnostics: DiagnosticsConfig = DiagnosticsConfig(),
+        settings: Sequence[Mapping[str, Any]] | None = None,
+        compile: bool = False,
     ):
         super().__init__()
         if proxy not in PROXIES:
@@ -166,8 +203,21 @@ class MeanFlowModule(L.LightningModule):
         self.posterior, self.diag_cfg = posterior, diagnostics
         self.diag_stats: list[tuple[int, torch.Tensor]] = []  # (step, summed STATS (E, n_bins + 1, S))
         self.n_members = len(alphas)
+        base = job_values(loss, optim)
+        members = settings or [{}] * self.n_members
+        if len(members) != self.n_members:
+            raise ValueError(f"one setting per member: got {len(members)} settings and {self.n_members} alphas")
+        # Each member's own value of every per-member key the module uses (`settings` may hold others, e.g. time.*).
+        self.hp = MemberValues([base | {k: v for k, v in m.items() if k in base} for m in members])
+        self.anchor_on = self.hp.any_positive("loss.anchor_weight")
+        # The training loss through torch.compile (inductor): SiLU, its tangent and the loss's elementwise work
+        # fuse around the batched matmuls; measurements (grad_var, diagnostics) stay eager.
+        self.train_losses = torch.compile(self.losses) if compile else self.losses
         self.register_buffer("alphas", torch.tensor(alphas, dtype=torch.float32))
         self.register_buffer("alive", torch.ones(self.n_members, dtype=torch.bool))
+        # The step at which each member's loss first went non-finite (0: never); read on the host every
+        # log_every steps, so training needs no device-to-host sync per step.
+        self.register_buffer("diverged_at", torch.zeros(self.n_members, dtype=torch.long))
         self.diverged_step: list[int | None] = [None] * self.n_members
         self.history: list[list[dict[str, float]]] = [[] for _ in alphas]
         self.pending: list[tuple[int, list[dict[str, float]]]] = []
@@ -194,6 +244,15 @@ class MeanFlowModule(L.LightningModule):
     def member_view(self, values: torch.Tensor) -> torch.Tensor:
         """One value per member, shaped to broadcast against a batch `(E, B, *sample)`."""
         return values.view(-1, *([1] * (1 + self.sample_ndim)))
+
+    def per_sample_view(self, values: torch.Tensor) -> torch.Tensor:
+        """One value per member, shaped to broadcast against per-sample values and times `(E, B)`."""
+        view = self.member_view(values)
+        return view.reshape(view.shape[:view.dim() - self.sample_ndim])
+
+    def hparam(self, key: str, view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Per-member `key` in float32, shaped by `view` (default: against per-sample values)."""
+        return (view or self.per_sample_view)(self.hp.f32(key))
 
     def per_member(self, values: torch.Tensor) -> torch.Tensor:
         """A batch-reduced quantity as one value per member, `(E,)`."""
@@ -232,7 +291,7 @@ class MeanFlowModule(L.LightningModule):
         if self.proxy == "oracle":
             return self.oracle(z, batch.t)
         with torch.no_grad():
-            return self.u_fn(self.proxy_model, batch)(z, boundary_r(batch.t, self.loss_cfg.offset), batch.t)
+            return self.u_fn(self.proxy_model, batch)(z, boundary_r(batch.t, self.hparam("loss.offset")), batch.t)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Per-member losses for one batch: `mf` (as trained, weighted), `mse` (unweighted), `anchor`, `total`."""
@@ -240,19 +299,20 @@ class MeanFlowModule(L.LightningModule):
         z = (1 - t) * batch.x + t * batch.e
         v_c = self.conditional_velocity(batch, z)
         v_tan = mix_tangent(v_c, self.proxy_velocity(batch, z), self.member_view(self.alphas))
-        cfg = self.loss_cfg
         terms = meanflow_loss(
             self.jvp_fn(batch), z, batch.r, batch.t, v_c, v_tan,
-            p=cfg.adaptive_p, eps=cfg.adaptive_eps, sample_ndim=self.sample_ndim,
+            p=self.hparam("loss.adaptive_p"), eps=self.hparam("loss.adaptive_eps"), sample_ndim=self.sample_ndim,
         )
         out = {"mf": self.per_member(terms.weighted()), "mse": self.per_member(terms.mse())}
         out["total"] = out["mf"]
-        if cfg.anchor_weight > 0:
+        if self.anchor_on:
             anchor = flow_matching_anchor(
-                self.u_fn(self.model, batch), z, batch.t, v_c, cfg.offset, sample_ndim=self.sample_ndim
+                self.u_fn(self.model, batch), z, batch.t, v_c, self.hparam("loss.offset"), sample_ndim=self.sample_ndim
             )
             out["anchor"] = self.per_member(anchor.mean(-1))
-            out["total"] = out["mf"] + cfg.anchor_weight * out["anchor"]
+            weight = self.per_member(self.hp.f32("loss.anchor_weight"))
+            # A member without the anchor trains on `mf` alone, as its single run does (0 * inf would be NaN).
+            out["total"] = torch.where(weight > 0, out["mf"] + weight * out["anchor"], out["mf"])
         return out
 
     # --- Lightning --------------------------------------------------------------------------------
@@ -263,44 +323,51 @@ class MeanFlowModule(L.LightningModule):
             self.diag_cfg = dataclasses.replace(self.diag_cfg, every=0)
 
     def training_step(self, _batch: Any, _idx: int) -> torch.Tensor:
-        losses = self.losses(self.draw_batch())
+        losses = self.train_losses(self.draw_batch())
         total = losses["total"]
         finite = torch.isfinite(total.detach())
-        step = self.global_step + 1
-        for i in torch.nonzero(self.alive & ~finite).flatten().tolist():
-            self.diverged_step[i] = step
+        self.diverged_at.copy_(torch.where(self.alive & ~finite, self.global_step + 1, self.diverged_at))
         self.alive &= finite
-        if not bool(self.alive.any()):
-            self.trainer.should_stop = True
         self._accumulate({f"train/loss_{k}" if k != "mf" else "train/loss_weighted": v for k, v in losses.items()})
         # A diverged member's loss is masked out; members never share gradients, so the others go on.
         return torch.where(self.alive, total, torch.zeros_like(total)).sum()
 
     def configure_optimizers(self) -> Any:
-        o = self.optim_cfg
-        # Adam(W) is elementwise, so on stacked parameters it is E independent optimizers.
-        opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-        if o.lr_schedule == "constant":
-            return opt
-        total = max(1, self.trainer.max_steps)
-        cosine = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+        # Adam(W) is elementwise, so on stacked parameters it is E independent optimizers, each with its own
+        # hyperparameters; the lr is set per step (`member_lr`) before each update.
+        return MemberAdamW(self.model.parameters(), lr=self.hp["trainer.lr"].clone(), betas=self.hp["trainer.betas"],
+                           weight_decay=self.hp["trainer.weight_decay"])
+
+    def member_lr(self, step: int) -> torch.Tensor:
+        """Each member's learning rate at optimizer step `step` (0-based): its base lr times its schedule."""
+        max_steps = self.trainer.max_steps if self._trainer is not None else 1
+        factor = lr_factor(step, max_steps, self.hp.list("trainer.lr_schedule"), self.hp["trainer.warmup_steps"])
+        return self.hp["trainer.lr"] * factor
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.optim_cfg.grad_clip > 0:
-            stacked = self.n_members if getattr(self.model, "n_members", None) else None
-            norms = clip_grad_norm_per_member(list(self.model.parameters()), self.optim_cfg.grad_clip, stacked)
+        if self.hp.any_positive("trainer.grad_clip"):
+            norms = clip_grad_norm_per_member(list(self.model.parameters()), self.hp["trainer.grad_clip"])
             self._accumulate({"train/grad_norm": norms})
+        optimizer.lr = self.member_lr(self.global_step)
 
     def update_emas(self) -> None:
-        """One step of the evaluation EMA and, for the EMA tangent, of the proxy's own EMA."""
-        ema_update(list(self.ema.parameters()), list(self.model.parameters()), self.optim_cfg.eval_ema_decay)
+        """One step of the evaluation EMA and, for the EMA tangent, of the proxy's own EMA (per-member decays)."""
+        ema_update(list(self.ema.parameters()), list(self.model.parameters()), self.hp.f32("trainer.ema_decay"))
         if self.proxy_model is not None:
-            ema_update(list(self.proxy_model.parameters()), list(self.model.parameters()), self.optim_cfg.proxy_ema_decay)
+            ema_update(list(self.proxy_model.parameters()), list(self.model.parameters()), self.hp.f32("tangent.ema_decay"))
+
+    def check_divergence(self) -> None:
+        """Copy the device-side divergence flags to the host (`diverged_step`); stop when every member diverged."""
+        for i, step in enumerate(self.diverged_at.tolist()):
+            if step and self.diverged_step[i] is None:
+                self.diverged_step[i] = step
+        if all(s is not None for s in self.diverged_step):
+            self.trainer.should_stop = True
 
     def on_train_batch_end(self, *_: Any) -> None:
         self.update_emas()
         if self.global_step % self.log_every == 0 or self.global_step == self.trainer.max_steps:
+            self.check_divergence()
             self._flush(self.global_step)
         every = self.grad_var_cfg.every
         if every and self.global_step % every == 0:
@@ -331,7 +398,8 @@ class MeanFlowModule(L.LightningModule):
             g_mf = self.member_gradients(losses["mf"], retain_graph="anchor" in losses)
             mf.add(g_mf)
             if "anchor" in losses:
-                g_mf = g_mf + self.loss_cfg.anchor_weight * self.member_gradients(losses["anchor"])
+                weight = self.hp["loss.anchor_weight"].to(g_mf.dtype).view(-1, 1)
+                g_mf = g_mf + weight * self.member_gradients(losses["anchor"])
             total.add(g_mf)
         return {"diag/grad_var": mf.value().float(), "diag/grad_var_total": total.value().float()}
 
@@ -353,7 +421,7 @@ class MeanFlowModule(L.LightningModule):
         batch = self.draw_batch("diagnostics", cfg.batch_size)
         gens = self.diagnostics_generators()
         z = (1 - self._bcast_time(batch.t)) * batch.x + self._bcast_time(batch.t) * batch.e
-        r_near = boundary_r(batch.t, self.loss_cfg.offset)
+        r_near = boundary_r(batch.t, self.hparam("loss.offset"))
         u_near = self.u_fn(self.model, batch)(z, r_near, batch.t)
         ema = self.proxy_model if self.proxy_model is not None else self.ema
         u_ema = self.u_fn(ema, batch)(z, r_near, batch.t)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -66,13 +66,15 @@ class VectorStreams:
         self.dataset = dataset
         self.generators = [generator(s, purpose) for s in seeds]
 
-    def draw(self, batch_size: int, time_cfg: dict[str, Any]) -> VectorBatch:
+    def draw(self, batch_size: int, time_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> VectorBatch:
+        """A batch per cell; `time_cfg` is the (t, r) distribution's keys, shared or one dict per cell."""
+        cfgs = [time_cfg] * len(self.generators) if isinstance(time_cfg, Mapping) else list(time_cfg)
         with single_threaded():
-            return self._draw(batch_size, time_cfg)
+            return self._draw(batch_size, cfgs)
 
-    def _draw(self, batch_size: int, time_cfg: dict[str, Any]) -> VectorBatch:
+    def _draw(self, batch_size: int, time_cfgs: list[Mapping[str, Any]]) -> VectorBatch:
         xs, es, ts, rs = [], [], [], []
-        for g in self.generators:
+        for g, time_cfg in zip(self.generators, time_cfgs):
             xs.append(self.dataset.sample(batch_size, g))
             es.append(torch.randn(batch_size, self.dataset.dim, generator=g))
             t, r = sample_t_r(batch_size, g, **time_cfg)

@@ -32,8 +32,11 @@ def drop_earlier_parts(cell_dir: Path, run_id: str) -> None:
 class CellTracking(L.Callback):
     """Streams each member's history rows to its cell's W&B run; `finish` adds the summary and plot."""
 
-    def __init__(self, cell_dirs: Sequence[Path], configs: Sequence[dict[str, Any]], logger_cfg: dict[str, Any], group: str, job_type: str):
+    def __init__(self, cell_dirs: Sequence[Path], configs: Sequence[dict[str, Any]], logger_cfg: dict[str, Any], group: str,
+                 job_type: str, names: Sequence[str] | None = None):
         self.cell_dirs, self.configs = list(cell_dirs), list(configs)
+        # Run names: the cells' names (setting and alpha, seed), unique within the group.
+        self.names = list(names) if names is not None else [Path(d).name for d in self.cell_dirs]
         self.cfg, self.group, self.job_type = dict(logger_cfg), group, job_type
         self.runs: list[Any] = []
 
@@ -47,7 +50,7 @@ class CellTracking(L.Callback):
         import wandb
 
         mode = "offline" if self.cfg.get("offline", True) else "online"
-        for cell_dir, config in zip(self.cell_dirs, self.configs):
+        for cell_dir, config, name in zip(self.cell_dirs, self.configs, self.names):
             Path(cell_dir).mkdir(parents=True, exist_ok=True)
             run_id = wandb_run_id(cell_dir)
             if mode == "offline":
@@ -55,7 +58,7 @@ class CellTracking(L.Callback):
             self.runs.append(wandb.init(
                 project=self.cfg.get("project", "mfsweep"), entity=self.cfg.get("entity"), group=self.group,
                 job_type=self.job_type, tags=list(self.cfg.get("tags") or []), config=config | {"wandb_run_id": run_id},
-                name=Path(cell_dir).name, id=run_id, resume="allow", dir=str(cell_dir), mode=mode,
+                name=name, id=run_id, resume="allow", dir=str(cell_dir), mode=mode,
                 reinit="create_new", settings=wandb.Settings(silent=True, console="off"),
             ))
 

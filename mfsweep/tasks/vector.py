@@ -2,7 +2,7 @@
 of E members (E = 1 for a single run) with the stacked MLP."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from mfsweep.data import make_vector_dataset
 from mfsweep.method.sampler import sample
 from mfsweep.metrics.sliced import PROJECTIONS_RECIPE, sliced_wasserstein
 from mfsweep.models.mlp import EnsembleMLP
-from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule, module_kwargs
+from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule, first_values, module_kwargs, use_compile
 from mfsweep.tasks.streams import Sampler, VectorStreams, generator
 
 
@@ -54,6 +54,10 @@ class VectorTask(MeanFlowModule):
         super().__init__(model, list(alphas), oracle=oracle, posterior=posterior, **kwargs)
         self.dataset, self.seeds = dataset, list(seeds)
         self.batch_size, self.time_cfg = batch_size, dict(time_cfg)
+        # Each member's (t, r) distribution: the job's, with the member's own time.* values.
+        settings = kwargs.get("settings") or [{}] * len(alphas)
+        self.member_time_cfgs = [self.time_cfg | {k.split(".", 1)[1]: v for k, v in s.items() if k.startswith("time.")}
+                                 for s in settings]
         self.curve_eval = dict(curve_eval or {"every_n_samples": 2000, "n_steps": 1, "projection_seed": 0})
         self.streams = {p: VectorStreams(dataset, seeds, p) for p in ("train", "gradvar", "diagnostics")}
 
@@ -62,17 +66,24 @@ class VectorTask(MeanFlowModule):
         return self.dataset.dim
 
     @classmethod
-    def from_config(cls, cfg: Any, alphas: Sequence[float], seeds: Sequence[int]) -> "VectorTask":
+    def from_config(cls, cfg: Any, alphas: Sequence[float], seeds: Sequence[int],
+                    settings: Sequence[Mapping[str, Any]] | None = None) -> "VectorTask":
+        """The task for members `(alphas[i], seeds[i], settings[i])`; `settings[i]` holds member i's values of
+        the other per-member keys (`{"trainer.lr": 0.003, "time.ratio": 0.75}`)."""
+        kwargs = module_kwargs(cfg, settings)
+        cfg = first_values(cfg)
+        kwargs["compile"] = use_compile(cfg.trainer.get("compile", False), cfg.trainer.max_steps, len(alphas))
         dataset = make_vector_dataset(**{k: v for k, v in cfg.dataset.items() if k != "task"})
         return cls(dataset, alphas, seeds, width=cfg.model.width, depth=cfg.model.depth,
                    batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
                    curve_eval={k: cfg.eval[k] for k in ("every_n_samples", "n_steps", "projection_seed")},
-                   **module_kwargs(cfg))
+                   **kwargs)
 
     def draw_batch(self, purpose: str = "train", batch_size: int | None = None) -> Batch:
         # Diagnostics draw only r < t: samples with h = 0 add nothing to any sum of docs/method.md 4's alpha*.
-        time_cfg = self.time_cfg | {"ratio": 1.0} if purpose == "diagnostics" else self.time_cfg
-        b = self.streams[purpose].draw(batch_size or self.batch_size, time_cfg)
+        time_cfgs = [c | {"ratio": 1.0} for c in self.member_time_cfgs] if purpose == "diagnostics" \
+            else self.member_time_cfgs
+        b = self.streams[purpose].draw(batch_size or self.batch_size, time_cfgs)
         return Batch(*(v.to(self.device) for v in (b.x, b.e, b.t, b.r)))
 
     def diagnostics_generators(self) -> list[torch.Generator]:
