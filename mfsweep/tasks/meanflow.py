@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
 import torch
+from omegaconf import OmegaConf
 
 from mfsweep.method.ema import ema_update
 from mfsweep.method.gradvar import StreamingTotalVariance
@@ -146,8 +147,6 @@ def use_compile(setting: Any, max_steps: int, n_members: int) -> bool:
 
 def first_values(cfg: Any) -> Any:
     """`cfg` with every packed per-member key (a list of member values) replaced by its first value."""
-    from omegaconf import OmegaConf
-
     cfg = cfg.copy()
     for key in MEMBER_KEYS:
         value = OmegaConf.select(cfg, key)
@@ -484,6 +483,7 @@ class MeanFlowModule(L.LightningModule):
         self.log_member_values(step, means)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_divergence()  # the host-side record of divergence must be as current as the weights
         checkpoint["mfsweep"] = {
             "streams": self.stream_state(), "history": self.history, "diverged_step": self.diverged_step,
             "sums": self._sums, "count": self._count, "diag_stats": self.diag_stats,
