@@ -14,19 +14,27 @@ import argparse
 import csv
 import json
 import math
-import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from mfsweep.data import make_vector_dataset
 from mfsweep.metrics.sliced import sliced_wasserstein
 
 SETS = ("checkerboard", "eight_gaussians", "two_moons", "swiss_roll", "two_spirals", "pinwheel")
-# Keys that are the same in every job of the study: left out of the setting's name.
-FIXED = ("dataset", "diagnostics.every", "eval.every", "grad_var.every", "tangent", "trainer.max_steps")
+# The recipe keys the study varies, read from each cell's config.yaml (so the table does not depend on how
+# the cells were launched or where their folders are).
+RECIPE_KEYS = ("time.dist", "time.ratio", "trainer.lr", "trainer.lr_schedule", "trainer.grad_clip",
+               "trainer.ema_decay")
+
+
+def _get(cfg: dict, key: str):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
 
 
 def floor(name: str, n: int, n_projections: int, seeds: list[int]) -> float:
@@ -55,11 +63,10 @@ def main() -> None:
     ap.add_argument("root")
     args = ap.parse_args()
     groups: dict[tuple[str, str], list[Path]] = defaultdict(list)
-    for rec in sorted(Path(args.root).glob("*/alpha=0,seed=*/result.json")):
-        context = rec.parent.parent.name
-        keys = dict(kv.split("=", 1) for kv in re.split(r",(?=[a-z_.]+=)", context))
-        setting = " ".join(f"{k}={v}" for k, v in sorted(keys.items()) if k not in FIXED)
-        groups[(setting, keys["dataset"])].append(rec.parent)
+    for rec in sorted(Path(args.root).rglob("alpha=0,seed=*/result.json")):
+        cfg = yaml.safe_load((rec.parent / "config.yaml").read_text())
+        setting = " ".join(f"{k}={_get(cfg, k)}" for k in RECIPE_KEYS)
+        groups[(setting, cfg["dataset"]["name"])].append(rec.parent)
     floors = {s: floor(s, 10_000, 1000, [0, 1, 2]) for s in SETS}
     curve_floors = {s: floor(s, 2000, 200, [0, 1, 2]) for s in SETS}
     settings = sorted({s for s, _ in groups})
