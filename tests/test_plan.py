@@ -1,7 +1,7 @@
 """A sweep that knows its plan, launched here (Hydra's basic launcher): plan.json lists every cell, a relaunch
 submits only what is left and exits non-zero when it leaves failed cells untrained, a sweep over a key the
-record lacks (trainer.betas) reports one row per setting, and a cell that fails in training has a W&B run
-with status failed. The same launches on the real local SLURM: test_slurm_plan.py."""
+record lacks (trainer.betas) reports one row per setting, and a cell that fails in training (its job's
+checkpoint is corrupt, as after a node crash mid-write) has a W&B run with status failed. The same launches on the real local SLURM: test_slurm_plan.py."""
 from __future__ import annotations
 
 import json
@@ -10,17 +10,36 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, compose_cfg
 from wandb_files import run_contents
 
 from mfsweep.cli.status import main as status_main
+from mfsweep.cli.train import checkpoint_path
 from mfsweep.sweep.aggregate import collect, group_settings, summarise
+from mfsweep.sweep.cells import context_name, job_cells, setting_keys
 from mfsweep.sweep.plan import read_plan
 
 CLI = str(Path(sys.executable).parent / "mfsweep-train")
 ARGS = [a for a in TINY if not a.startswith("logger")] + ["tangent=ema", "trainer.max_steps=20",
                                                          "diagnostics.every=0", "grad_var.every=0"]
-BETAS = "trainer.betas=[0.9,0.999],[1.5,0.999]"  # Adam refuses beta 1.5 only when training builds it
+BETAS = "trainer.betas=[0.9,0.999],[0.5,0.999]"
+FAILING = "[0.5,0.999]"  # the setting whose job finds a corrupt checkpoint
+ERROR = "ValueError: checkpoint"  # how the job's error begins (the rest names the file)
+
+
+def corrupt_checkpoint(root: Path, *overrides: str) -> None:
+    """Write a truncated checkpoint where the per-run job of `overrides` looks for its own: the job fails
+    when it resumes, which no check of the config can foresee."""
+    merged: dict[str, str] = {}  # as Hydra's sweeper does: a repeated key keeps its place and takes the last value
+    for a in ARGS + list(overrides):
+        merged[a.split("=", 1)[0]] = a
+    args = [a for a in merged.values() if not a.startswith("logger")]
+    cfg = compose_cfg(*args)
+    packed = list(cfg.sweep.packed_keys)
+    context = context_name(args, packed)
+    path = checkpoint_path(root, context, job_cells(root, context, cfg, setting_keys(args, packed)))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
 
 
 def launch(root: Path, *args: str) -> tuple[int, str]:
@@ -33,16 +52,17 @@ def launch(root: Path, *args: str) -> tuple[int, str]:
 def betas(tmp_path_factory) -> tuple[Path, int, str]:
     """A sweep over trainer.betas whose second setting fails in training, logged to W&B offline."""
     root = tmp_path_factory.mktemp("plan") / "betas"
+    corrupt_checkpoint(root, "dataset=swiss_roll", f"trainer.betas={FAILING}", "alpha.value=0.0", "seed=0")
     rc, out = launch(root, "dataset=swiss_roll", BETAS, "alpha.value=0.0", "seed=0", "logger=wandb")
     return root, rc, out
 
 
 def test_plan_lists_every_cell_with_its_setting_and_folder(betas):
     root, rc, out = betas
-    assert rc == 1 and "Invalid beta parameter" in out, out[-3000:]
+    assert rc == 1 and ERROR in out, out[-3000:]
     plan = read_plan(root)
     assert plan["launcher"] == "basic" and plan["command"][1:3] == ["-m", *ARGS[:1]]
-    assert sorted(c["setting"]["trainer.betas"] for c in plan["cells"]) == ["[0.9,0.999]", "[1.5,0.999]"]
+    assert sorted(c["setting"]["trainer.betas"] for c in plan["cells"]) == [FAILING, "[0.9,0.999]"]
     for c in plan["cells"]:
         assert (c["alpha"], c["seed"], c["alpha_spec"]) == (0.0, 0, {"name": "constant", "value": 0.0})
         assert (root / c["dir"] / "result.json").exists()
@@ -54,16 +74,16 @@ def test_plan_lists_every_cell_with_its_setting_and_folder(betas):
 def test_a_sweep_over_a_key_the_record_lacks_reports_one_row_per_setting(betas):
     root = betas[0]
     settings = group_settings(summarise(collect(root)))
-    assert [s.label for s in settings] == ["swiss_roll trainer.betas=[0.9,0.999]", "swiss_roll trainer.betas=[1.5,0.999]"]
-    assert [s.rows[0].status[0] for s in settings] == ["completed", "failed"]
+    status = {s.label: s.rows[0].status[0] for s in settings}
+    assert status == {"swiss_roll trainer.betas=[0.9, 0.999]": "completed", "swiss_roll trainer.betas=[0.5, 0.999]": "failed"}
 
 
 def test_a_cell_that_fails_in_training_has_a_failed_wandb_run(betas):
     root = betas[0]
-    (failed,) = [c for c in read_plan(root)["cells"] if c["setting"]["trainer.betas"] == "[1.5,0.999]"]
+    (failed,) = [c for c in read_plan(root)["cells"] if c["setting"]["trainer.betas"] == FAILING]
     (run_dir,) = (root / failed["dir"] / "wandb").glob("offline-run-*")
     run = run_contents(run_dir, wait_s=0)
-    assert run["exit_code"] == 1 and "Invalid beta parameter" in run["summary"]["error"]
+    assert run["exit_code"] == 1 and ERROR in run["summary"]["error"]
     assert run["config"]["alpha"] == 0.0 and run["group"] == "-".join(root.parts[-2:])
 
 
@@ -72,7 +92,7 @@ def test_relaunch_that_leaves_a_failed_setting_exits_nonzero_naming_it(betas):
     rc, out = launch(root, "dataset=swiss_roll", BETAS, "alpha.value=0.0", "seed=0", "logger=wandb")
     assert rc == 1 and "Launching" not in out, out[-3000:]  # nothing left to train: no job
     assert "1 failed or diverged cells were not trained again" in out
-    assert "trainer.betas=[1.5,0.999] alpha=0 seed=0" in out and "Invalid beta parameter" in out
+    assert "trainer.betas=[0.5,0.999] alpha=0 seed=0" in out and ERROR in out
     rc, out = launch(root, "dataset=swiss_roll", BETAS, "alpha.value=0.0", "seed=0", "sweep.rerun=none")
     assert rc == 0 and "Launching" not in out, out[-3000:]  # accepted as they are
 

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.sweep.atomic import write_json_atomic
-from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, format_value, job_cells as member_cells, setting_keys
+from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, job_cells as member_cells, setting_keys
 
 PLAN = "plan.json"
 SCHEMA = 1
@@ -35,6 +35,11 @@ def setting_of_overrides(overrides: Iterable[str]) -> dict[str, str]:
         if key not in GRID_KEYS and not key.startswith(NEUTRAL_PREFIXES):
             keys[key] = value
     return dict(sorted(keys.items()))
+
+
+def override_value(value: Any) -> str:
+    """A member's value as it would be written on the command line (`[0.9,0.999]`, `0.001`, `uniform`)."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def varying(settings: Iterable[dict[str, str]]) -> list[str]:
@@ -79,7 +84,7 @@ def plan_entries(cfg: DictConfig, root: Path, overrides: Sequence[str], job: int
     in place of the packed lists."""
     job_setting, keys = setting_of_overrides(overrides), record_keys(cfg)
     return [{"dir": str(c.dir.relative_to(root)),
-             "setting": dict(sorted((job_setting | {k: format_value(v) for k, v in c.setting}).items())),
+             "setting": dict(sorted((job_setting | {k: override_value(v) for k, v in c.setting}).items())),
              "record_keys": keys, "alpha": c.alpha, "alpha_spec": alpha_spec(cfg, c.alpha), "seed": c.seed,
              "job": job, "overrides": list(overrides), "launched": False, "array_task": None}
             for c in job_cells(cfg, root, overrides)]
