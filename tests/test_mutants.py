@@ -1,0 +1,64 @@
+"""Unit tests that kill mutants `make mutation` found surviving in mfsweep/method, mfsweep/metrics and the MLP
+(docs/testing.md lists each survivor and the test here that now kills it, or why it is equivalent)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mfsweep.method.gradvar import total_variance
+from mfsweep.method.theory import AlphaStarEstimate, alpha_star_matrix, alpha_star_upper_bound, c_from_jacobian, mse_curve
+
+F64 = torch.float64
+
+
+def test_total_variance_needs_two_replicas_and_two_give_half_the_squared_difference():
+    with pytest.raises(ValueError, match=r"needs at least 2 replicas, got 1$"):
+        total_variance(torch.ones(1, 5))
+    g = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
+    torch.testing.assert_close(total_variance(g), ((g[0] - g[1]) ** 2).sum(-1) / 2)
+
+
+def test_scalar_theory_functions_return_python_floats_by_hand():
+    value = mse_curve(0.25, 3.0, 0.5, 0.2)
+    assert isinstance(value, float) and value == pytest.approx(0.5 * (0.75 * 3 - 1) ** 2 + 0.0625 * 9 * 0.2)
+    c = c_from_jacobian(0.5, 2.0, 3.0)
+    assert isinstance(c, float) and c == pytest.approx(0.5 * 3.0 / 2.0)
+    assert c_from_jacobian(0.0, 2.0, 3.0) == 0.0
+    torch.testing.assert_close(c_from_jacobian(torch.tensor([0.5, 0.2], dtype=F64), 2.0, 3.0),
+                               torch.tensor([0.75, 0.3], dtype=F64))
+
+
+def test_alpha_star_estimate_is_clipped_to_the_unit_box():
+    est = AlphaStarEstimate.from_sums(torch.tensor([3.0, -1.0, 0.5, 1.0]), torch.tensor([2.0, 2.0, 2.0, 0.0]))
+    torch.testing.assert_close(est.value, torch.tensor([1.0, 0.0, 0.25, 0.0]))
+    torch.testing.assert_close(est.unclipped, torch.tensor([1.5, -0.5, 0.25, 0.0]))
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_matrix_forms_on_image_shaped_samples_by_hand(with_bias):
+    """sample_ndim = 3 (latents (C, H, W)) with a linear u = M vec(z): J delta = M vec(delta); the sums by NumPy."""
+    g = torch.Generator().manual_seed(1)
+    b, m_draws = 5, 3
+    mat = torch.randn(4, 4, generator=g, dtype=F64)
+
+    def jvp_fn(z, r, t, dz, dr, dt):
+        lin = lambda a: (a.flatten(-3) @ mat.T).reshape(a.shape)  # noqa: E731
+        return lin(z), lin(dz)
+
+    z = torch.randn(b, 1, 2, 2, generator=g, dtype=F64)
+    t = torch.rand(b, generator=g, dtype=F64)
+    r = t * torch.rand(b, generator=g, dtype=F64)
+    delta = torch.randn(b, m_draws, 1, 2, 2, generator=g, dtype=F64)
+    bias = torch.randn(b, 1, 2, 2, generator=g, dtype=F64) if with_bias else None
+    est = (alpha_star_matrix(jvp_fn, z, r, t, delta, bias, sample_ndim=3) if with_bias
+           else alpha_star_upper_bound(jvp_fn, z, r, t, delta, sample_ndim=3))
+    mm, h, d = mat.numpy(), (t - r).numpy(), delta.reshape(b, m_draws, 4).numpy()
+    hjd = h[:, None, None] * d @ mm.T
+    num = (hjd * (hjd - d)).sum(-1).mean(1).sum()
+    den = (hjd ** 2).sum(-1).mean(1).sum()
+    if with_bias:
+        den += ((h[:, None] * bias.reshape(b, 4).numpy() @ mm.T) ** 2).sum()
+    assert float(est.numerator) == pytest.approx(num, rel=1e-10)
+    assert float(est.denominator) == pytest.approx(den, rel=1e-10)
+    assert float(est.value) == pytest.approx(min(max(num / den, 0.0), 1.0), rel=1e-10)
