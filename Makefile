@@ -30,8 +30,9 @@ test-slow: $(STAMP)
 # Mutation testing of mfsweep/method, mfsweep/metrics and models/mlp.py with their fast unit tests (config:
 # [tool.mutmut] in pyproject.toml; survivors and score: docs/testing.md). Not part of `make test`.
 MUTMUT_JOBS ?= 2
+MUTANTS ?=
 mutation: $(STAMP)
-	nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTMUT_JOBS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTMUT_JOBS) $(MUTANTS)
 	$(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
 	$(VENV)/bin/mutmut results
 

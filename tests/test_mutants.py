@@ -62,3 +62,18 @@ def test_matrix_forms_on_image_shaped_samples_by_hand(with_bias):
     assert float(est.numerator) == pytest.approx(num, rel=1e-10)
     assert float(est.denominator) == pytest.approx(den, rel=1e-10)
     assert float(est.value) == pytest.approx(min(max(num / den, 0.0), 1.0), rel=1e-10)
+
+
+def test_meanflow_loss_defaults_are_meanflows_adaptive_weight():
+    """Without p and eps the weight is MeanFlow's 1 / (||err||^2 + 1e-3) (p = 1), by hand on a linear u = M z."""
+    from mfsweep.method.loss import meanflow_loss
+
+    g = torch.Generator().manual_seed(2)
+    mat = torch.randn(2, 2, generator=g, dtype=F64)
+    z, v = torch.randn(6, 2, generator=g, dtype=F64), torch.randn(6, 2, generator=g, dtype=F64)
+    t = torch.rand(6, generator=g, dtype=F64)
+    r = 0.5 * t
+    terms = meanflow_loss(lambda z_, r_, t_, dz, dr, dt: (z_ @ mat.T, dz @ mat.T), z, r, t, v, v)
+    sq = ((z @ mat.T - (v - (t - r)[:, None] * (v @ mat.T))) ** 2).sum(-1)
+    torch.testing.assert_close(terms.sq, sq)
+    torch.testing.assert_close(terms.weight, 1.0 / (sq + 1e-3))
