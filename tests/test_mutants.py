@@ -77,3 +77,42 @@ def test_meanflow_loss_defaults_are_meanflows_adaptive_weight():
     sq = ((z @ mat.T - (v - (t - r)[:, None] * (v @ mat.T))) ** 2).sum(-1)
     torch.testing.assert_close(terms.sq, sq)
     torch.testing.assert_close(terms.weight, 1.0 / (sq + 1e-3))
+
+
+@pytest.mark.parametrize("kwargs,key", [(dict(n_members=0), "n_members"), (dict(dim=-1), "dim"),
+                                        (dict(width=0), "model.width"), (dict(depth=0), "model.depth"),
+                                        (dict(width=2.0), "model.width")])
+def test_mlp_refuses_non_positive_sizes_by_key(kwargs, key):
+    from mfsweep.models.mlp import EnsembleMLP
+
+    args = {**dict(n_members=2, dim=2, width=4, depth=2), **kwargs}
+    value = kwargs[next(iter(kwargs))]
+    with pytest.raises(ValueError, match=f"^{key} must be a positive integer, got {value!r}$"):
+        EnsembleMLP(**args)
+
+
+def test_mlp_layout_and_forward_against_numpy_per_member():
+    """Stacked layers [d + 2 -> width -> ... -> d] (inputs z, t, t - r), SiLU between, member by member in NumPy."""
+    from mfsweep.models.mlp import EnsembleMLP
+
+    m = EnsembleMLP(3, 2, width=5, depth=2).double()
+    assert (m.n_members, m.dim, m.width, m.depth) == (3, 2, 5, 2)
+    assert [tuple(w.shape) for w in m.weights] == [(3, 5, 4), (3, 5, 5), (3, 2, 5)]
+    assert [tuple(b.shape) for b in m.biases] == [(3, 1, 5), (3, 1, 5), (3, 1, 2)]
+    for i in range(3):
+        m.init_member(i, torch.Generator().manual_seed(i))
+    g = torch.Generator().manual_seed(9)
+    z = torch.randn(3, 4, 2, generator=g, dtype=F64)
+    t = torch.rand(3, 4, generator=g, dtype=F64)
+    r = t * torch.rand(3, 4, generator=g, dtype=F64)
+    with torch.no_grad():
+        got = m(z, r, t).numpy()
+    silu = lambda a: a / (1 + np.exp(-a))  # noqa: E731
+    for e in range(3):
+        h = np.concatenate([z[e].numpy(), t[e].numpy()[:, None], (t[e] - r[e]).numpy()[:, None]], 1)
+        layers = [(w[e].detach().numpy(), b[e, 0].detach().numpy()) for w, b in zip(m.weights, m.biases)]
+        for k, (w, b) in enumerate(layers):
+            h = h @ w.T + b
+            if k < len(layers) - 1:
+                h = silu(h)
+        np.testing.assert_allclose(got[e], h, rtol=1e-12, atol=1e-12)
