@@ -116,3 +116,20 @@ def test_mlp_layout_and_forward_against_numpy_per_member():
             if k < len(layers) - 1:
                 h = silu(h)
         np.testing.assert_allclose(got[e], h, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_replicas", [2, 5])
+def test_streaming_variance_equals_total_variance_for_any_leading_shape(n_replicas):
+    """Welford, replica by replica, equals the batch formula for replicas (..., P) of any leading shape
+    (here (E, A, P)), from two replicas on; one replica is refused by message."""
+    from mfsweep.method.gradvar import StreamingTotalVariance
+
+    g = torch.randn(n_replicas, 2, 3, 7, generator=torch.Generator().manual_seed(5), dtype=F64)
+    acc = StreamingTotalVariance()
+    acc.add(g[0])
+    with pytest.raises(ValueError, match=r"needs at least 2 replicas, got 1$"):
+        acc.value()
+    for replica in g[1:]:
+        acc.add(replica)
+    torch.testing.assert_close(acc.value(), total_variance(g))
+    assert acc.value().shape == (2, 3)
