@@ -133,3 +133,19 @@ def test_streaming_variance_equals_total_variance_for_any_leading_shape(n_replic
         acc.add(replica)
     torch.testing.assert_close(acc.value(), total_variance(g))
     assert acc.value().shape == (2, 3)
+
+
+@pytest.mark.parametrize("dist", ["logit_normal", "uniform"])
+def test_sample_t_r_is_the_documented_recipe_draw_by_draw(dist):
+    """Defaults (logit-normal(-0.4, 1), ratio 0.25) and the fixed draw order, recomputed from a twin generator:
+    two values (sigmoid(mu + sigma N) or U[0, 1]), t = max, r = min, then one U[0, 1) per pair to keep r."""
+    from mfsweep.method.time import sample_t_r
+
+    n = 4000
+    t, r = sample_t_r(n, torch.Generator().manual_seed(7), dist=dist)
+    g = torch.Generator().manual_seed(7)
+    ab = torch.sigmoid(-0.4 + 1.0 * torch.randn(2, n, generator=g)) if dist == "logit_normal" else torch.rand(2, n, generator=g)
+    keep = torch.rand(n, generator=g) < 0.25
+    torch.testing.assert_close(t, ab.max(0).values, rtol=0, atol=0)
+    torch.testing.assert_close(r, torch.where(keep, ab.min(0).values, ab.max(0).values), rtol=0, atol=0)
+    assert abs(float((r < t).double().mean()) - 0.25) < 0.03
