@@ -149,3 +149,12 @@ def test_sample_t_r_is_the_documented_recipe_draw_by_draw(dist):
     torch.testing.assert_close(t, ab.max(0).values, rtol=0, atol=0)
     torch.testing.assert_close(r, torch.where(keep, ab.min(0).values, ab.max(0).values), rtol=0, atol=0)
     assert abs(float((r < t).double().mean()) - 0.25) < 0.03
+
+
+def test_mlp_defaults_and_the_smallest_valid_sizes():
+    from mfsweep.models.mlp import EnsembleMLP
+
+    m = EnsembleMLP(1, 2)
+    assert (m.width, m.depth) == (128, 3) and len(m.weights) == 4  # the documented defaults: 3 hidden layers of 128
+    tiny = EnsembleMLP(1, 1, width=1, depth=1)  # 1 is a positive integer everywhere
+    assert [tuple(w.shape) for w in tiny.weights] == [(1, 1, 3), (1, 1, 1)]
