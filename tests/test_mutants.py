@@ -158,3 +158,16 @@ def test_mlp_defaults_and_the_smallest_valid_sizes():
     assert (m.width, m.depth) == (128, 3) and len(m.weights) == 4  # the documented defaults: 3 hidden layers of 128
     tiny = EnsembleMLP(1, 1, width=1, depth=1)  # 1 is a positive integer everywhere
     assert [tuple(w.shape) for w in tiny.weights] == [(1, 1, 3), (1, 1, 1)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_streaming_variance_stays_on_the_gradients_device():
+    """Gradients on a GPU: the accumulator lives there too (an m2 left on the CPU fails at the second add)."""
+    from mfsweep.method.gradvar import StreamingTotalVariance
+
+    g = torch.randn(3, 2, 5, generator=torch.Generator().manual_seed(0), dtype=F64)
+    acc = StreamingTotalVariance()
+    for replica in g:
+        acc.add(replica.cuda())
+    assert acc.value().device.type == "cuda"
+    torch.testing.assert_close(acc.value().cpu(), total_variance(g))
