@@ -171,3 +171,25 @@ def test_streaming_variance_stays_on_the_gradients_device():
         acc.add(replica.cuda())
     assert acc.value().device.type == "cuda"
     torch.testing.assert_close(acc.value().cpu(), total_variance(g))
+
+
+def test_james_stein_of_numbers_is_a_number():
+    from mfsweep.method.theory import james_stein
+
+    value = james_stein(1.0, 0.25)
+    assert isinstance(value, float) and value == pytest.approx(0.8)
+
+
+def test_rademacher_probes_with_one_generator_per_member():
+    """Per-member generators: member e's probes are exactly those its own generator draws for one member
+    (so a packed member's diagnostics equal its single run's), +-1 valued, shaped like z."""
+    from mfsweep.method.theory import _rademacher
+
+    z = torch.zeros(2, 3, 4, dtype=F64)
+    probes = _rademacher(z, [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)])
+    assert probes.shape == z.shape and probes.dtype == F64 and set(probes.unique().tolist()) == {-1.0, 1.0}
+    for e, seed in enumerate((1, 2)):
+        alone = _rademacher(z[e], torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(probes[e], alone, rtol=0, atol=0)
+        want = torch.randint(0, 2, (3, 4), generator=torch.Generator().manual_seed(seed)).double() * 2 - 1
+        torch.testing.assert_close(probes[e], want, rtol=0, atol=0)
