@@ -193,3 +193,22 @@ def test_rademacher_probes_with_one_generator_per_member():
         torch.testing.assert_close(probes[e], alone, rtol=0, atol=0)
         want = torch.randint(0, 2, (3, 4), generator=torch.Generator().manual_seed(seed)).double() * 2 - 1
         torch.testing.assert_close(probes[e], want, rtol=0, atol=0)
+
+
+def test_theory_tensors_take_the_first_tensors_dtype():
+    """Mixed inputs are cast to the first tensor's floating dtype (an integer tensor gives the default dtype)."""
+    from mfsweep.method.theory import alpha_star
+
+    out = alpha_star(torch.tensor([3.0], dtype=torch.float32), torch.tensor([1.0], dtype=F64), 0.0)
+    assert out.dtype == torch.float32 and out.tolist() == pytest.approx([2 / 3])
+    curve = mse_curve(torch.tensor([0]), torch.tensor([3]), 1, 0)
+    assert curve.dtype == torch.get_default_dtype() and curve.tolist() == [4.0]
+
+
+def test_safe_ratio_has_a_finite_gradient_where_the_denominator_vanishes():
+    """The double `where` idiom: at c = 0 kappa is 0 and its gradient is finite (0), not NaN."""
+    from mfsweep.method.theory import kappa
+
+    c = torch.tensor([0.0, 2.0], dtype=F64, requires_grad=True)
+    kappa(c).sum().backward()
+    torch.testing.assert_close(c.grad, torch.tensor([0.0, 0.25], dtype=F64))
