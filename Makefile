@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-stamp
 DEMO    ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow bench clean chromium notebook
+.PHONY: setup demo test test-slow bench mutation clean chromium notebook
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,15 @@ notebook: $(STAMP)
 
 test-slow: $(STAMP)
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
+
+# Mutation testing of mfsweep/method, mfsweep/metrics and models/mlp.py with their fast unit tests (config:
+# [tool.mutmut] in pyproject.toml; survivors and score: docs/testing.md). Not part of `make test`.
+MUTMUT_JOBS ?= 2
+MUTANTS ?=
+mutation: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTMUT_JOBS) $(MUTANTS)
+	$(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
+	$(VENV)/bin/mutmut results
 
 bench: $(STAMP)
 	$(PY) benchmarks/step_cost.py

@@ -39,19 +39,29 @@ def _deliver(sig: signal.Signals, cb: LastCheckpoint) -> None:
         time.sleep(0.001)
 
 
+def _wait_for(condition) -> None:
+    deadline = time.monotonic() + 5
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def _saved_step(cb: LastCheckpoint) -> int:
     return torch.load(cb.path)["global_step"]
 
 
 def test_usr2_is_held_to_the_next_step_boundary_and_checkpointed_first(tmp_path, runner_handler):
     cb, trainer = LastCheckpoint(tmp_path / "last.ckpt", every=100), FakeTrainer(global_step=7)
+    runner = signal.getsignal(signal.SIGUSR2)
     cb.on_train_start(trainer, None)
     _deliver(signal.SIGUSR2, cb)
     assert runner_handler == [] and not cb.path.exists()  # mid-step: nothing happens yet
     trainer.global_step = 8
     cb.on_train_batch_start(trainer, None, None, 0)
     assert runner_handler == [signal.SIGUSR2] and _saved_step(cb) == 8
-    assert signal.getsignal(signal.SIGUSR2) != cb._hold  # the runner's own handler is back
+    assert signal.getsignal(signal.SIGUSR2) is runner  # the runner's own handler is back ...
+    os.kill(os.getpid(), signal.SIGUSR2)
+    _wait_for(lambda: len(runner_handler) == 2)
+    assert runner_handler == [signal.SIGUSR2] * 2 and _saved_step(cb) == 8  # ... and a second USR2 goes straight to it
 
 
 def test_usr2_in_the_last_step_hands_over_after_the_final_checkpoint(tmp_path, runner_handler):
@@ -72,8 +82,12 @@ def test_without_a_runner_handler_usr2_is_left_alone(tmp_path):
 
 def test_under_ddp_usr2_is_left_to_the_runner(tmp_path, runner_handler):
     cb = LastCheckpoint(tmp_path / "last.ckpt", every=10)
+    runner = signal.getsignal(signal.SIGUSR2)
     cb.on_train_start(FakeTrainer(global_step=0, world_size=2), None)
-    assert signal.getsignal(signal.SIGUSR2) != cb._hold
+    assert signal.getsignal(signal.SIGUSR2) is runner
+    os.kill(os.getpid(), signal.SIGUSR2)  # delivered to the runner at once, nothing held, nothing written
+    _wait_for(lambda: len(runner_handler) == 1)
+    assert runner_handler == [signal.SIGUSR2] and not cb._pending and not cb.path.exists()
 
 
 def test_periodic_checkpoints_every_n_steps(tmp_path):

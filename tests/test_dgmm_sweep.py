@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import ot
+import pytest
 from conftest import compose_cfg
 from hydra import compose, initialize_config_dir
 
 from mfsweep.cli.train import CONF_DIR
+from mfsweep.metrics.sliced import projections
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 
@@ -47,3 +51,13 @@ def test_dgmm_grid_launch_line_trains_packed_jobs_per_dim(tmp_path):
         assert (rec["status"], rec["dataset"], rec["tangent"], rec["steps"]) == ("completed", "dgmm", "ema", 20)
         assert rec["execution"] == {"members_in_job": 2, "mode": "packed"}
         assert rec["diagnostics"]["alpha_star_ub"] is not None and rec["diagnostics"]["bias2"] > 0
+        # real values, not signs: alpha* from the record's own c, sigma^2, bias^2 by docs/method.md 4 ...
+        d = rec["diagnostics"]
+        assert d["kappa"] == pytest.approx(1 - 1 / d["c"], rel=1e-6, abs=1e-9)
+        js = d["sigma2"] / (d["sigma2"] + d["bias2"])
+        assert d["alpha_star_scalar"] == pytest.approx(min(max(d["kappa"] * js, 0.0), 1.0), rel=1e-6, abs=1e-9)
+        # ... and SW1 against POT on the cell's samples.npz
+        s = np.load(tmp_path / path / rec["eval"]["samples_file"])
+        p = projections(rec["dim"], rec["eval"]["n_projections"], rec["eval"]["projection_seed"])
+        pot = ot.sliced_wasserstein_distance(s["generated"].astype(float), s["reference"].astype(float), projections=p, p=1)
+        assert rec["metrics"]["sw1"] == pytest.approx(pot, rel=1e-5)

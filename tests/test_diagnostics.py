@@ -144,6 +144,15 @@ def _diag(record: dict) -> dict:
     return record["diagnostics"]
 
 
+def _check_scalar_form(d: dict) -> None:
+    """The record's scalar-isotropic alpha* against docs/method.md 4 written out by hand from the record's own
+    ingredients: c = h j_F^2 / j_s aggregates, kappa = 1 - 1/c, alpha* = clip(kappa sigma^2 / (sigma^2 + bias^2))."""
+    kappa = 1 - 1 / d["c"]
+    assert d["kappa"] == pytest.approx(kappa, rel=1e-6, abs=1e-9)
+    js = d["sigma2"] / (d["sigma2"] + d["bias2"])
+    assert d["alpha_star_scalar"] == pytest.approx(min(max(kappa * js, 0.0), 1.0), rel=1e-6, abs=1e-9)
+
+
 def test_dgmm_cells_oracle_has_zero_bias_and_ema_cells_record_every_diagnostic(tmp_path):
     oracle = train(compose_cfg(*TINY, *DIAG, "dataset=dgmm", "dataset.dim=4", "tangent=oracle",
                                "alpha.value=[0.0,1.0]", "seed=0"), tmp_path / "oracle")
@@ -156,6 +165,7 @@ def test_dgmm_cells_oracle_has_zero_bias_and_ema_cells_record_every_diagnostic(t
                   "bias2_ema_gap", "j_s", "j_F2"):
             assert isinstance(d[k], float) and math.isfinite(d[k]), k
         assert 0 <= d["alpha_star_scalar"] <= 1 and 0 <= d["alpha_star_ub"] <= 1 and d["sigma2"] > 0
+        _check_scalar_form(d)
         assert [(b["h_lo"], b["h_hi"]) for b in d["by_h_bin"]] == [(0.0, 0.05), (0.05, 0.1), (0.1, 0.2),
                                                                      (0.2, 0.4), (0.4, 1.0)]
         assert d["measured"]["n_measurements"] == 2 and d["measured"]["from_step"] == 30   # of 10, 20, 30, 40
@@ -178,6 +188,7 @@ def test_plain_toy_cell_measures_what_it_can_and_finite_toy_cell_has_an_exact_or
     d = _diag(plain[0])
     assert d["alpha_star_ub"] is None and d["alpha_star_m"] is None
     assert d["sigma2"] > 0 and d["bias2"] == d["bias2_ema_gap"] and d["alpha_star_scalar"] is not None
+    _check_scalar_form(d)
     assert d["measured"]["sigma2_source"] == "flow_matching_floor" and d["measured"]["bias2_source"] == "ema_tracking_gap"
     finite = train(compose_cfg(*TINY, *DIAG, "dataset=two_moons", "dataset.finite_size=200", "tangent=oracle",
                                "alpha.value=1.0"), tmp_path / "b")

@@ -183,3 +183,11 @@ def test_inception_path_runs_offline_from_a_local_file(tmp_path: Path):
     assert mu.shape == (2048,) and sigma.shape == (2048, 2048) and n == 2
     assert np.isfinite(mu).all() and np.abs(mu).max() > 0
     assert (tmp_path / "ref.npz").is_file()
+    # The statistics against torch-fidelity's own extractor on the same file, fed the uint8 images FID promises
+    # (round(255 x)); mean and covariance (n - 1) by NumPy.
+    ref_net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
+    ref_net.eval()
+    with torch.no_grad():
+        feats = ref_net((images(0, n=2) * 255).round().to(torch.uint8))[0].double().numpy()
+    np.testing.assert_allclose(mu, feats.mean(0), rtol=1e-4, atol=1e-6 * np.abs(feats).max())
+    np.testing.assert_allclose(sigma, np.cov(feats, rowvar=False), rtol=1e-3, atol=1e-5 * np.abs(feats).max() ** 2)

@@ -99,3 +99,48 @@ def test_loss_variance_and_trace_map_of_a_trained_task():
     assert isinstance(figure_loss_variance(lv, member=1, title="dgmm"), Figure)
     tm = jacobi_trace_map(task.dataset, 0.2, 0.6, u_fn=member_u_fn(task.model, 1), n=7)
     assert tm.values.shape == (7, 7) and np.isfinite(tm.values).all()
+
+
+def test_loss_variance_trace_map_and_figure_of_a_task_against_independent_recomputation():
+    """The task-level quantities against a recomputation that shares none of their code: per-sample losses
+    with du from a central finite difference of a float64 copy of the network, variances by NumPy; the trace
+    map from a finite-difference Jacobian at each grid point; the figure's lines against `lv` itself."""
+    import copy
+
+    cfg = compose_cfg(*TINY, "dataset=dgmm", "dataset.dim=2", "dataset.n_components=3", "tangent=oracle")
+    task = task_class("dgmm").from_config(cfg, [0.0, 1.0], [0, 1])
+    edges, n = (0.0, 0.5, 1.0), 50
+    lv = loss_variance_for_task(task, n_per_bin=n, edges=edges, seed=3)
+
+    g = torch.Generator().manual_seed(3)  # the draws loss_variance_for_task documents, in its order
+    t, r = times_by_h(edges, n, g)
+    x = task.dataset.sample(t.shape[0], g)
+    e = torch.randn(x.shape, generator=g)
+    net = copy.deepcopy(task.model).double()
+    big = lambda a: a.double().expand(2, *a.shape)  # noqa: E731
+    x, e, t, r = big(x), big(e), big(t), big(r)
+    z, v_c, h = (1 - t[..., None]) * x + t[..., None] * e, e - x, (t - r)[..., None]
+    eps = 1e-6
+    for tangent, got in ((v_c, lv.stochastic), (task.oracle(z.float(), t.float()).double(), lv.deterministic)):
+        with torch.no_grad():
+            du = (net(z + eps * tangent, r, t + eps) - net(z - eps * tangent, r, t - eps)) / (2 * eps)
+            sq = ((net(z, r, t) - (v_c - h * du)) ** 2).sum(-1).numpy()
+        want = np.stack([[sq[m, b * n:(b + 1) * n].var(ddof=1) for b in range(2)] for m in range(2)])
+        np.testing.assert_allclose(got, want, rtol=1e-3)
+
+    fig = figure_loss_variance(lv, member=1, title="dgmm")
+    lines = fig.axes[0].get_lines()
+    np.testing.assert_allclose(lines[0].get_xdata(), [0.25, 0.75])
+    np.testing.assert_allclose(lines[0].get_ydata(), lv.stochastic[1])
+    np.testing.assert_allclose(lines[1].get_ydata(), lv.deterministic[1])
+
+    tm = jacobi_trace_map(task.dataset, 0.2, 0.6, u_fn=member_u_fn(task.model, 1), n=5)
+    xs = np.linspace(-3, 3, 5)
+    for i, j in ((0, 0), (1, 3), (2, 2), (4, 1)):
+        p = torch.tensor([[xs[j], xs[i]]], dtype=F64)  # row i is y, column j is x
+        f = lambda q: net(q.expand(2, 1, 2), torch.full((2, 1), 0.2, dtype=F64), torch.full((2, 1), 0.6, dtype=F64))[1, 0]  # noqa: E731
+        with torch.no_grad():
+            jac = torch.stack([(f(p + eps * d) - f(p - eps * d)) / (2 * eps) for d in torch.eye(2, dtype=F64)], 1)
+        a = (torch.eye(2, dtype=F64) - 0.4 * jac).numpy()
+        sigma = task.dataset.conditional_covariance(p, 0.6)[0].double().numpy()
+        assert tm.values[i, j] == pytest.approx(np.trace(a @ sigma @ a.T), rel=1e-4)

@@ -115,6 +115,7 @@ def test_a_diverging_member_is_recorded_and_the_others_finish(tmp_path, monkeypa
     assert status[0.5]["metrics"]["sw1"] is None
     for a in (0.0, 1.0):
         assert status[a]["status"] == "completed" and status[a]["steps"] == 40 and status[a]["metrics"]["sw1"] > 0
+    assert _sw1_recomputed_with_pot(tmp_path) == {0.0: status[0.0]["metrics"]["sw1"], 1.0: status[1.0]["metrics"]["sw1"]}
 
 
 BAD_INPUTS = [
@@ -155,6 +156,7 @@ def test_cli_contract_single_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (rec,) = _records(tmp_path)
     assert (rec["status"], rec["alpha"], rec["seed"], rec["steps"], rec["tangent"]) == ("completed", 0.5, 1, 300, "ema")
+    assert _sw1_recomputed_with_pot(tmp_path) == {0.5: rec["metrics"]["sw1"]}
 
 
 def test_cli_multirun_two_by_two_with_a_diverging_job(tmp_path):
@@ -178,3 +180,19 @@ def test_unknown_group_option_names_the_group(override, group):
 
     with pytest.raises(MissingConfigException, match=f"Could not find '{group}/"):
         compose_cfg(override)
+
+
+def _sw1_recomputed_with_pot(root: Path) -> dict[float, float]:
+    """alpha -> the recorded SW1 of every completed cell under `root`, after checking it against POT's
+    `sliced_wasserstein_distance` on the cell's samples.npz (issue 15: these tests asserted sw1 > 0)."""
+    out = {}
+    for path in root.rglob("result.json"):
+        rec = json.loads(path.read_text())
+        if rec["status"] != "completed":
+            continue
+        s = np.load(path.parent / rec["eval"]["samples_file"])
+        p = projections(s["generated"].shape[1], rec["eval"]["n_projections"], rec["eval"]["projection_seed"])
+        pot = ot.sliced_wasserstein_distance(s["generated"].astype(float), s["reference"].astype(float), projections=p, p=1)
+        assert rec["metrics"]["sw1"] == pytest.approx(pot, rel=1e-5) and pot > 1e-3
+        out[rec["alpha"]] = rec["metrics"]["sw1"]
+    return out
