@@ -17,7 +17,7 @@ from mfsweep.method.jvp import functional_jvp
 from mfsweep.method.loss import meanflow_loss, meanflow_target
 from mfsweep.models.dit import DiT
 from mfsweep.models.mlp import EnsembleMLP
-from mfsweep.tasks.meanflow import clip_grad_norm_per_member
+from mfsweep.tasks.optim import clip_grad_norm_per_member
 
 # --------------------------------------------------------------------------------------------------------------
 # The target's stop-gradient on every JVP path
@@ -135,7 +135,7 @@ def test_clip_grad_norm_per_member_equals_torch_clip_on_each_member_alone():
             a.grad = p.grad[e].clone()
         expected_norms.append(torch.nn.utils.clip_grad_norm_(alone, max_norm=1.0))
         expected.append([a.grad for a in alone])
-    norms = clip_grad_norm_per_member(params, 1.0, 2)
+    norms = clip_grad_norm_per_member(params, torch.tensor([1.0, 1.0]))
     torch.testing.assert_close(norms, torch.stack(expected_norms))
     torch.testing.assert_close(norms, torch.tensor([3.0, 0.5]))
     for e in range(2):
@@ -146,13 +146,22 @@ def test_clip_grad_norm_per_member_equals_torch_clip_on_each_member_alone():
     torch.testing.assert_close(after, torch.tensor([1.0, 0.5]), rtol=1e-5, atol=1e-6)
 
 
+def test_clip_grad_norm_per_member_max_norms_differ_and_zero_turns_clipping_off():
+    params = _stacked_grads([3.0, 3.0])
+    before = [p.grad.clone() for p in params]
+    clip_grad_norm_per_member(params, torch.tensor([0.0, 2.0]))
+    for p, b in zip(params, before):
+        torch.testing.assert_close(p.grad[0], b[0])  # max norm 0: member 0 untouched
+        torch.testing.assert_close(p.grad[1], b[1] * (2.0 / (3.0 + 1e-6)))  # scaled to norm 2
+
+
 def test_clip_grad_norm_unstacked_is_torch_clip():
     params = _stacked_grads([3.0])
     ref = [torch.nn.Parameter(p.detach().clone()) for p in params]
     for a, p in zip(ref, params):
         a.grad = p.grad.clone()
     want = torch.nn.utils.clip_grad_norm_(ref, 1.0)
-    got = clip_grad_norm_per_member(params, 1.0, None)
+    got = clip_grad_norm_per_member(params, torch.tensor([1.0]))  # one member: any parameter layout
     torch.testing.assert_close(got, want.reshape(1))
     for p, a in zip(params, ref):
         torch.testing.assert_close(p.grad, a.grad)
