@@ -61,14 +61,17 @@ class PlannedLaunch:
             if kept:
                 kept_batches.append(kept)
                 self.batches.append(list(range(job - len(kept), job)))
-        self.earlier = submitted_tasks(self.root)
-        self.plan = merge_plan(self.root, self.command, self.launcher, entries)
-        write_plan(self.root, self.plan)
+        with self._lock:  # the polling thread reads the plan
+            self.earlier = submitted_tasks(self.root)
+            self.plan = merge_plan(self.root, self.command, self.launcher, entries)
+            write_plan(self.root, self.plan)
         return kept_batches
 
     def record_tasks(self) -> None:
         """Give the submitted cells their array tasks in plan.json, as far as submitit has made their folders."""
         with self._lock:
+            if not self.plan:  # the jobs are not planned yet (the poll starts with the sweep)
+                return
             if assign_tasks(self.plan, submitted_tasks(self.root) - self.earlier, self.batches):
                 write_plan(self.root, self.plan)
 
