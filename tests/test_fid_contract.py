@@ -1,0 +1,285 @@
+"""FID's contract in detail (mfsweep.metrics.fid), written for the mutants `make mutation` found surviving in
+fid.py (docs/testing.md): every error message in full, the [0, 1] bounds at exactly 0 and 1, the two-image
+minimum, the reference replaced by a second set_reference, the cache's stored values against NumPy and the
+score from a cache against scipy's Frechet distance, the fingerprint against a hand-computed sha256, the
+Inception branch's torchmetrics arguments (a recording stand-in, no weights file), and a DDP rank scoring only
+its own images."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from torch import nn
+
+from mfsweep.metrics import fid as fid_mod
+from mfsweep.metrics.fid import FID, INCEPTION_WEIGHTS_KEY, check_images, check_inception_weights, inception_fid
+from test_fid import feature_net, images, scipy_fid
+
+
+def exactly(message: str) -> str:
+    return "^" + re.escape(message) + "$"
+
+
+def features(net: nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return net(x).double().numpy()
+
+
+def frechet(mu1, s1, mu2, s2) -> float:
+    root = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * root))
+
+
+# --- messages and bounds --------------------------------------------------------------------------------
+
+def test_inception_weights_messages_in_full(tmp_path: Path):
+    with pytest.raises(ValueError, match=exactly(
+            "metrics.fid.inception_weights is not set: FID with Inception needs torch-fidelity's local weights file "
+            "weights-inception-2015-12-05-6726825d.pth (nothing is downloaded)")):
+        check_inception_weights(None)
+    missing = tmp_path / "w.pth"
+    with pytest.raises(ValueError, match=exactly(
+            f"metrics.fid.inception_weights: Inception weights file not found: {missing} "
+            "(expected torch-fidelity's weights-inception-2015-12-05-6726825d.pth; nothing is downloaded)")):
+        check_inception_weights(str(missing))
+    missing.write_bytes(b"")
+    assert check_inception_weights(str(missing)) == missing
+    assert INCEPTION_WEIGHTS_KEY == "metrics.fid.inception_weights"
+
+
+@pytest.mark.parametrize("bad, got", [
+    ([[0.5]], "list"),
+    (torch.rand(3, 4, 4), "(3, 4, 4)"),
+    (torch.rand(2, 1, 4, 4), "(2, 1, 4, 4)"),
+    (torch.rand(2, 4, 3, 3), "(2, 4, 3, 3)"),      # 3 on the wrong axis
+    (torch.rand(2, 3, 4, 4, 1), "(2, 3, 4, 4, 1)"),
+])
+def test_images_of_the_wrong_kind_or_shape_are_refused_with_their_shape(bad, got):
+    with pytest.raises(ValueError, match=exactly(f"images: expected a float tensor (N, 3, H, W) in [0, 1], got {got}")):
+        check_images(bad)
+
+
+def test_integer_images_are_refused_with_their_dtype():
+    with pytest.raises(ValueError, match=exactly("images: expected floats in [0, 1], got dtype torch.uint8")):
+        check_images(torch.zeros(2, 3, 4, 4, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("low, high", [(-1e-3, 0.5), (0.2, 1.001), (0.2, 1.5), (-0.25, 1.25)])
+def test_values_outside_the_unit_interval_are_refused_with_the_range(low, high):
+    x = torch.full((2, 3, 4, 4), 0.5)
+    x[0, 0, 0, 0], x[1, 2, 3, 3] = low, high
+    with pytest.raises(ValueError, match=exactly(f"images: values must lie in [0, 1], got [{min(low, 0.5):.4g}, {high:.4g}]")):
+        check_images(x)
+
+
+def test_exactly_zero_and_one_and_an_empty_batch_are_accepted():
+    x = torch.zeros(2, 3, 4, 4)
+    x[1] = 1.0
+    assert check_images(x) is x
+    empty = torch.empty(0, 3, 4, 4)
+    assert check_images(empty) is empty
+    half = torch.full((1, 3, 2, 2), 0.5, dtype=torch.float64)
+    assert check_images(half) is half
+
+
+def test_constructor_messages_and_smallest_batch():
+    with pytest.raises(ValueError, match=exactly(
+            "FID: give either a feature network or metrics.fid.inception_weights, not both")):
+        FID(feature_net(), inception_weights="w.pth")
+    with pytest.raises(ValueError, match=exactly("batch_size must be >= 1, got 0")):
+        FID(feature_net(), batch_size=0)
+    fid = FID(feature_net(), batch_size=1)
+    assert fid.batch_size == 1 and fid.device == torch.device("cpu") and fid.reference_cache is None
+    assert FID(feature_net()).batch_size == 64
+    assert FID(feature_net(), reference_cache=str(Path("a") / "b.npz")).reference_cache == Path("a") / "b.npz"
+
+
+def test_no_reference_and_too_few_images_messages_in_full():
+    fid = FID(feature_net())
+    no_ref = exactly("FID: no reference set: call set_reference() first")
+    with pytest.raises(RuntimeError, match=no_ref):
+        fid.score(images(0))
+    with pytest.raises(RuntimeError, match=no_ref):
+        fid.reference_stats()
+    with pytest.raises(ValueError, match=exactly("images: the reference set needs at least 2 images, got 1")):
+        fid.set_reference(images(0, n=1))
+    with pytest.raises(ValueError, match=exactly("images: the reference set needs at least 2 images, got 0")):
+        fid.set_reference([])
+    fid.set_reference(images(0))
+    with pytest.raises(ValueError, match=exactly("generated: FID needs at least 2 generated images")):
+        fid.score(images(1, n=1))
+
+
+def test_two_images_on_each_side_are_enough_and_match_scipy():
+    net = feature_net()
+    x, y = images(0, n=2), images(1, shift=0.2, n=2)
+    fid = FID(net)
+    fid.set_reference(x)
+    assert fid.reference_n == 2
+    fx, fy = features(net, x), features(net, y)
+    expected = frechet(fx.mean(0), np.cov(fx, rowvar=False), fy.mean(0), np.cov(fy, rowvar=False))
+    assert fid.score(y) == pytest.approx(expected, rel=1e-3, abs=1e-6)
+
+
+# --- the reference set and its cache ----------------------------------------------------------------------
+
+def test_a_second_set_reference_replaces_the_first():
+    net = feature_net()
+    fid = FID(net)
+    fid.set_reference(images(0))
+    fid.set_reference(images(5, shift=0.3, n=40))
+    mu, sigma, n = fid.reference_stats()
+    f = features(net, images(5, shift=0.3, n=40))
+    assert n == 40 and fid.reference_n == 40
+    np.testing.assert_allclose(mu, f.mean(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(sigma, np.cov(f, rowvar=False), rtol=1e-4, atol=1e-7)
+    y = images(1, shift=0.1)
+    assert fid.score(y) == pytest.approx(scipy_fid(net, images(5, shift=0.3, n=40), y), rel=1e-4)
+
+
+def test_cache_holds_numpy_moments_and_a_cached_reference_scores_like_scipy(tmp_path: Path):
+    net = feature_net()
+    cache = tmp_path / "a" / "b" / "ref.npz"  # two missing folders
+    x, y = images(0), images(2, shift=0.15, n=50)
+    fid = FID(net, reference_cache=cache)
+    fid.set_reference(x)
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["ref.npz"]  # no temporary file left
+    fx = features(net, x)
+    with np.load(cache) as stats:
+        assert sorted(stats.files) == ["fingerprint", "mu", "n", "sigma"]
+        assert stats["n"].dtype == np.int64 and int(stats["n"]) == len(x)
+        assert stats["mu"].dtype == stats["sigma"].dtype == np.float64
+        np.testing.assert_allclose(stats["mu"], fx.mean(0), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(stats["sigma"], np.cov(fx, rowvar=False), rtol=1e-4, atol=1e-7)
+        assert str(stats["fingerprint"]) == fid.fingerprint
+        mu, sigma = stats["mu"], stats["sigma"]
+
+    calls = []
+    loaded = FID(feature_net(), reference_cache=cache)
+    loaded._feature.register_forward_hook(lambda *_: calls.append(1))
+    loaded.set_reference(x[:1])  # the cache is used: the (too small) set is never looked at
+    assert calls == [] and loaded.reference_n == len(x)
+    mu2, sigma2, n2 = loaded.reference_stats()
+    np.testing.assert_allclose(mu2, mu, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(sigma2, sigma, rtol=1e-9, atol=1e-12)
+    assert n2 == len(x)
+    assert loaded._metric.real_features_sum.dtype == torch.float64
+    fy = features(net, y)
+    assert loaded.score(y) == pytest.approx(frechet(mu, sigma, fy.mean(0), np.cov(fy, rowvar=False)), rel=1e-4)
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path):
+    fid = FID(feature_net(), reference_cache=tmp_path / "ref.npz")
+    with mock.patch.object(fid_mod.os, "replace", side_effect=OSError("disk full")), pytest.raises(OSError, match="disk full"):
+        fid.set_reference(images(0))
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- fingerprint, preprocessing, torchmetrics arguments ------------------------------------------------
+
+def hand_fingerprint(module: nn.Module, recipe: str) -> str:
+    """fid._fingerprint's documented recipe: sha256 over recipe, repr, then per tensor of the state dict
+    "name:dtype:shape" and its raw bytes."""
+    h = hashlib.sha256(recipe.encode() + repr(module).encode())
+    for name, value in module.state_dict().items():
+        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        h.update(value.numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_fingerprint_is_the_documented_sha256_and_sees_architecture_buffers_and_values():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    fid = FID(net)
+    assert fid.fingerprint == hand_fingerprint(net, "custom:float01")
+    assert not net.training  # put in eval mode
+    variants = []
+    other_act = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    other_act.load_state_dict(net.state_dict())
+    variants.append(other_act)                       # same tensors, another architecture
+    for tweak in ("bias", "running_mean"):
+        v = nn.Sequential(*[type(m)(*args) for m, args in zip(net, ((3, 4, 3), (4,), (), (1,), ()))])
+        v.load_state_dict(net.state_dict())
+        with torch.no_grad():
+            (v[0].bias if tweak == "bias" else v[1].running_mean)[2] += 1e-3
+        variants.append(v)                            # one parameter value, one buffer value
+    prints = {fid.fingerprint, *(FID(v).fingerprint for v in variants)}
+    assert len(prints) == 4
+    assert FID(net.double()).fingerprint != fid.fingerprint  # dtype
+
+
+class RecordingFID:
+    """Stands in for torchmetrics' FrechetInceptionDistance: records its arguments, has an `inception`."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        with torch.random.fork_rng():
+            self.inception = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten())
+        self.moved_to = None
+
+    def to(self, device):
+        self.moved_to = device
+        return self
+
+
+def test_inception_branch_builds_torchmetrics_fid_as_documented(tmp_path: Path):
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"stand-in")
+    with mock.patch.object(fid_mod, "FrechetInceptionDistance", RecordingFID):
+        fid = FID(inception_weights=weights, reference_cache=tmp_path / "r.npz", batch_size=7)
+    assert fid._metric.kwargs == dict(feature=2048, reset_real_features=False,
+                                      feature_extractor_weights_path=str(weights), sync_on_compute=False)
+    assert fid._metric.moved_to == torch.device("cpu")
+    assert fid.fingerprint == hand_fingerprint(fid._metric.inception, "inception-2048:uint8-round")
+    assert fid.reference_cache == tmp_path / "r.npz" and fid.batch_size == 7
+    # Inception receives round(255 x) as uint8, by NumPy's round-half-even on the same values
+    x = torch.tensor([0.0, 0.5 / 255, 1.5 / 255, 0.2, 0.7, 1.0]).reshape(1, 3, 1, 2)
+    out = fid._prepare(x)
+    assert out.dtype == torch.uint8
+    np.testing.assert_array_equal(out.numpy(), np.rint(x.numpy() * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="values must lie"):
+        fid._prepare(x + 1)
+
+
+def test_custom_network_receives_the_float_images_unchanged():
+    seen = []
+    net = feature_net()
+    net.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    fid = FID(net, batch_size=50)
+    x = images(0, n=60)
+    fid.set_reference(x)
+    assert all(s.dtype == torch.float32 for s in seen)
+    torch.testing.assert_close(torch.cat(seen[1:]), x, rtol=0, atol=0)  # seen[0]: the one-image probe of F
+    torch.testing.assert_close(seen[0], x[:1], rtol=0, atol=0)
+    assert [len(s) for s in seen[1:]] == [50, 10]
+
+
+def test_inception_fid_passes_its_arguments_and_defaults(tmp_path: Path):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    with mock.patch.object(fid_mod, "FID") as fake:
+        inception_fid(str(weights))
+        inception_fid(weights, reference_cache="c.npz", batch_size=3, device="meta")
+    assert fake.call_args_list == [
+        mock.call(inception_weights=weights, reference_cache=None, batch_size=64, device="cpu"),
+        mock.call(inception_weights=weights, reference_cache="c.npz", batch_size=3, device="meta"),
+    ]
+
+
+def test_a_ddp_rank_scores_only_its_own_images():
+    """Inside a DDP job torchmetrics would all-gather the states at compute(); FID must not (sync_on_compute
+    False): with a stand-in gather that adds another rank's copy, the score is unchanged."""
+    net = feature_net()
+    x, y = images(0), images(1, shift=0.1)
+    fid = FID(net)
+    fid.set_reference(x)
+    alone = fid.score(y)
+    fid._metric.distributed_available_fn = lambda: True
+    fid._metric.dist_sync_fn = lambda tensor, group=None: [tensor, tensor * 1.5]  # another rank, other images
+    assert fid.score(y) == pytest.approx(alone, rel=1e-9)
+    assert alone == pytest.approx(scipy_fid(net, x, y), rel=1e-4)
