@@ -80,8 +80,6 @@ def make_record(
     dim: int,
     alpha: float | None,
     seed: int,
-    alpha_schedule: dict[str, Any],
-    alpha_trajectory: dict[str, Any],
     tangent: dict[str, Any],
     anchor_weight: float,
     adaptive_p: float,
@@ -95,14 +93,19 @@ def make_record(
     history: str | None = HISTORY,
     extra: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    alpha_schedule: dict[str, Any] | None = None,
+    alpha_trajectory: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A schema-2 record. `alpha` is the constant alpha, or (None under another schedule) the mean of
     `alpha_trajectory` (`{start, end, mean}` over the steps trained); `alpha_schedule` and `tangent` are the
-    components' specs (`{"name": "constant", "value": 0.3}`). Metrics and diagnostics not measured are null;
+    components' specs (`{"name": "constant", "value": 0.3}`; by default a constant `alpha`). Metrics and diagnostics not measured are null;
     non-finite values become null (a diverged cell says so in `status`, not with NaNs that JSON cannot hold).
     `config` (the cell's resolved config) gives `provenance.config_hash`."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    if alpha_schedule is None:
+        alpha_schedule = {"name": CONSTANT, "value": round_alpha(alpha)}
+        alpha_trajectory = {"start": round_alpha(alpha), "end": round_alpha(alpha), "mean": round_alpha(alpha)}
     metrics = {k: _finite_or_none((metrics or {}).get(k)) for k in METRIC_KEYS} | {
         k: _finite_or_none(v) for k, v in (metrics or {}).items() if k not in METRIC_KEYS
     }

@@ -263,8 +263,8 @@ class LatentDiTTask(MeanFlowModule):
         active = guidance_active(batch.t, batch.y == null, g.t_min, g.t_max)
         return torch.where(self._bcast_time(active), guided_velocity(v_c, u_cond, u_uncond, g.omega, g.mix), v_c)
 
-    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        out = super().losses(batch)
+    def losses(self, batch: Batch, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super().losses(batch, alpha)
         if self._world()[1] == 1:
             return out
         # Each value becomes the global batch's (for the logs and the divergence flag, which every rank must
