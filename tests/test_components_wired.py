@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY, compose_cfg
 
 from mfsweep.cli.train import train
@@ -131,3 +132,19 @@ def test_a_new_schedule_is_its_module_and_its_yaml_only(tmp_path):
                pythonpath=(tmp_path / "plugin",))
     assert bad.returncode == 2 and bad.stderr.strip() == "mfsweep-train: config key 'alpha.level': must be in [0, 1], got 1.5"
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_schedules_state_rides_in_the_checkpoint():
+    """An adaptive schedule's state (its smoothed alpha, its trajectory) is saved and restored with the task."""
+    from mfsweep.tasks.vector import VectorTask
+
+    cfg = compose_cfg(*QUICK, "alpha=adaptive", "alpha.every=5", "alpha.warmup=0")
+    task, twin = (VectorTask.from_config(cfg, [None, None], [0, 1]) for _ in range(2))
+    task.schedule.alpha(3)
+    task.schedule.observe(5, {"c": torch.tensor([2.0, -1.0]), "sigma2": torch.ones(2), "bias2": torch.ones(2)})
+    checkpoint = {}
+    task.on_save_checkpoint(checkpoint)
+    twin.on_load_checkpoint(checkpoint)
+    assert twin.schedule.state_dict()["state"].tolist() == task.schedule.state_dict()["state"].tolist()
+    assert twin.schedule.trajectory(0) == task.schedule.trajectory(0) == {"start": 0.0, "end": 0.0, "mean": 0.0}
+    assert twin.schedule.alpha(6).tolist() == task.schedule.alpha(6).tolist() != [0.0, 0.0]

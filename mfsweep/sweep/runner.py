@@ -53,9 +53,10 @@ def _context_values(overrides: Sequence[str], packed_keys: Sequence[str]) -> dic
 
 
 def _flat(cfg: DictConfig, cell: Cell, task: MeanFlowModule, i: int, setting: dict[str, Any]) -> dict[str, Any]:
-    """Cell `i`'s W&B config: what tells it apart in a dashboard, then its whole config."""
+    """Cell `i`'s W&B config: flat keys to filter a dashboard by (the schedule and proxy by name; their keys are
+    in `cfg`), then its whole config."""
     return {"alpha": cell.alpha, "seed": cell.seed, "dataset": cfg.dataset.name,
-            "alpha_schedule": task.schedule.spec(i), "tangent": task.proxy.spec(i),
+            "alpha_schedule": task.schedule.name, "tangent": task.proxy.name,
             "dim": cfg.dataset.dim, "model": cfg.model.name, "task": task.task_name, **dict(cell.setting),
             "setting": setting, "cfg": cell_config(cfg, cell)}
 
