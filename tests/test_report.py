@@ -292,6 +292,7 @@ def test_a_schedule_and_another_proxy_are_settings_beside_the_constant_grid(tmp_
             status="completed", task="dgmm", dataset="dgmm", dim=3, alpha=None, seed=seed, tangent={"name": "oracle"},
             anchor_weight=0.0, adaptive_p=1.0, steps=10, wall_s=0.1, metrics={"sw1": sw1, "sw2": sw1},
             alpha_schedule=cosine, alpha_trajectory={"start": 0.0, "end": 1.0, "mean": mean}))
+        (tmp_path / "alpha=cosine" / f"seed={seed}" / "history.csv").write_text("step,train/alpha\n5,0.2\n10,0.8\n")
     head = {"name": "velocity_head", "loss_weight": 1.0}
     write_record(tmp_path / "tangent=velocity_head" / "alpha=1,seed=0", make_record(
         status="completed", task="dgmm", dataset="dgmm", dim=3, alpha=1.0, seed=0, tangent=head, anchor_weight=0.0,
@@ -308,5 +309,6 @@ def test_a_schedule_and_another_proxy_are_settings_beside_the_constant_grid(tmp_
     labels = [r["setting"] for r in report.tables["settings"].rows]
     assert len(labels) == 3 and any("cosine" in label for label in labels)
     assert "cosine" in report_text(report) and "velocity_head" in report_text(report)
+    assert "alpha_curves" in report.figures  # the schedule's alpha along training; the grid has none
     (text,) = [v.sentence() for v in report.verdicts if "cosine" in v.setting]
     assert "an alpha schedule (mean alpha 0.5): SW1 0.325" in text
