@@ -27,14 +27,16 @@ from typing import Any, Callable
 
 import torch
 
+from mfsweep.method.proxy import ConditionalProxy, EMAProxy
+from mfsweep.method.schedule import ConstantAlpha
 from mfsweep.tasks.latent import GuidanceConfig, LatentDiTTask
 from mfsweep.tasks.meanflow import LossConfig, OptimConfig
 
 B4 = dict(patch_size=4, hidden_size=768, depth=12, num_heads=12, mlp_ratio=4.0)
 TINY = dict(patch_size=4, hidden_size=64, depth=2, num_heads=2, mlp_ratio=4.0)
 RECIPES = {
-    "alpha=0": dict(alpha=0.0, proxy="conditional", loss=LossConfig(adaptive_p=1.0)),
-    "corner": dict(alpha=1.0, proxy="ema", loss=LossConfig(adaptive_p=0.0, anchor_weight=0.1)),
+    "alpha=0": dict(alpha=0.0, proxy=ConditionalProxy, loss=LossConfig(adaptive_p=1.0)),
+    "corner": dict(alpha=1.0, proxy=EMAProxy, loss=LossConfig(adaptive_p=0.0, anchor_weight=0.1)),
 }
 
 
@@ -68,9 +70,9 @@ def make_step(impl: str, recipe: str, model_cfg: dict, batch: int, device: torch
     data = RandomLatents(4 * batch, (4, 32, 32), 1000)
     r = RECIPES[recipe]
     cls = PlainStep if impl.startswith("plain") else LatentDiTTask
-    task = cls(data, r["alpha"], 0, model_cfg=model_cfg, num_classes=1000, batch_size=batch,
+    task = cls(data, ConstantAlpha(r["alpha"]), 0, model_cfg=model_cfg, num_classes=1000, batch_size=batch,
                time_cfg=dict(dist="logit_normal", mu=-0.4, sigma=1.0, ratio=0.25), guidance=GuidanceConfig(),
-               proxy=r["proxy"], loss=r["loss"],
+               proxy=r["proxy"](), loss=r["loss"],
                optim=OptimConfig(lr=1e-4, betas=(0.9, 0.95), grad_clip=0.0, eval_ema_decay=0.9999)).to(device)
     opt = task.configure_optimizers()
     from torch.nn.attention import SDPBackend, sdpa_kernel

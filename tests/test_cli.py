@@ -39,13 +39,23 @@ def test_help_starts_with_a_description_and_worked_examples_then_the_groups(tmp_
         assert text.index(example) > examples, example
     groups = text.index("== Configuration groups ==")
     assert groups > text.index("launcher=slurm")
-    assert "tangent: conditional, ema, oracle" in text[groups:]
+    assert "tangent: conditional, ema, online, oracle, velocity_head" in text[groups:]
+    assert "alpha: adaptive, adaptive_h, constant, cosine, linear, sigmoid, step" in text[groups:]
     assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("args,line", [
-    (["alpha.value=2"], "mfsweep-train: config key 'alpha.value': must be <= 1.0, got 2"),
-    (["-m", "alpha.value=0.0,2", "seed=0,1"], "mfsweep-train: config key 'alpha.value': must be <= 1.0, got 2"),
+    (["alpha.value=2"], "mfsweep-train: config key 'alpha.value': must be in [0, 1], got 2"),
+    (["-m", "alpha.value=0.0,2", "seed=0,1"], "mfsweep-train: config key 'alpha.value': must be in [0, 1], got 2"),
+    # the components check their own keys (mfsweep/method), through the same one-line path
+    (["alpha=linear", "alpha.end=2"], "mfsweep-train: config key 'alpha.end': must be in [0, 1], got 2"),
+    (["alpha=adaptive", "alpha.every=0"], "mfsweep-train: config key 'alpha.every': must be a positive integer, got 0"),
+    (["tangent=velocity_head", "alpha.value=1.5"], "mfsweep-train: config key 'alpha.value': must be in [0, 1], got 1.5"),
+    (["-m", "sweep.mode=packed", "alpha=cosine", "alpha.end=0.5,2", "seed=0,1"],
+     "mfsweep-train: config key 'alpha.end': must be in [0, 1], got 2"),
+    (["tangent=conditional", "alpha=cosine"], "mfsweep-train: config key 'alpha': alpha=cosine reaches alpha 1.0, "
+                                             "but tangent=conditional has no proxy to mix in (alpha must be 0)"),
+    (["tangent=oracle"], "mfsweep-train: config key 'tangent': tangent=oracle needs a dataset with an exact posterior"),
     (["datset=swiss_roll"], "mfsweep-train: config key 'datset' is not in the config: did you mean dataset?"),
     (["-m", "dataset=swiss_roll,two_moonz"],
      "mfsweep-train: config group 'dataset': no option 'two_moonz': did you mean two_moons? (options: "),
@@ -62,7 +72,7 @@ def test_a_config_error_is_one_line_exit_2_and_leaves_no_folder(tmp_path, args, 
 def test_mfsweep_debug_shows_the_traceback(tmp_path):
     proc = _run(tmp_path, "alpha.value=2", env={"MFSWEEP_DEBUG": "1"})
     assert proc.returncode == 1
-    assert "Traceback" in proc.stderr and "ConfigError: config key 'alpha.value'" in proc.stderr
+    assert "Traceback" in proc.stderr and "ConfigValueError: alpha.value must be in [0, 1], got 2" in proc.stderr
 
 
 def test_a_nested_typo_suggests_the_nearest_key():
@@ -74,7 +84,7 @@ def test_a_nested_typo_suggests_the_nearest_key():
 
 def test_the_default_tangent_accepts_every_alpha():
     cfg = compose_cfg("alpha.value=[0.0,0.5,1.0]")
-    assert cfg.tangent.name == "ema"
+    assert cfg.tangent._target_ == "mfsweep.method.proxy.EMAProxy"
     validate(cfg)
 
 

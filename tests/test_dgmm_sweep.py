@@ -32,7 +32,7 @@ def test_dgmm_grid_file_holds_the_documented_grid():
     params = cfg.hydra.sweeper.params
     assert params["dataset.dim"] == "2,8,32,128" and params["seed"] == "0,1,2"
     assert params["alpha.value"] == ",".join(f"{a / 10:.1f}" for a in range(11))
-    assert (cfg.dataset.name, cfg.tangent.name, cfg.sweep.mode) == ("dgmm", "ema", "packed")
+    assert (cfg.dataset.name, cfg.tangent._target_, cfg.sweep.mode) == ("dgmm", "mfsweep.method.proxy.EMAProxy", "packed")
     assert cfg.diagnostics.every > 0 and cfg.loss.anchor_weight == 0.0 and cfg.loss.adaptive_p == 1.0
     assert cfg.dataset == compose_cfg("dataset=dgmm").dataset                 # the documented dgmm defaults
 
@@ -48,7 +48,7 @@ def test_dgmm_grid_launch_line_trains_packed_jobs_per_dim(tmp_path):
     assert len(records) == 4
     for path, rec in records.items():
         assert path.parts[0].startswith(f"dataset.dim={rec['dim']},") and rec["dim"] in (2, 3)
-        assert (rec["status"], rec["dataset"], rec["tangent"], rec["steps"]) == ("completed", "dgmm", "ema", 20)
+        assert (rec["status"], rec["dataset"], rec["tangent"]["name"], rec["steps"]) == ("completed", "dgmm", "ema", 20)
         assert rec["execution"] == {"members_in_job": 2, "mode": "packed"}
         assert rec["diagnostics"]["alpha_star_ub"] is not None and rec["diagnostics"]["bias2"] > 0
         # real values, not signs: alpha* from the record's own c, sigma^2, bias^2 by docs/method.md 4 ...

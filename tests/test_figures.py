@@ -121,7 +121,7 @@ def test_loss_variance_trace_map_and_figure_of_a_task_against_independent_recomp
     x, e, t, r = big(x), big(e), big(t), big(r)
     z, v_c, h = (1 - t[..., None]) * x + t[..., None] * e, e - x, (t - r)[..., None]
     eps = 1e-6
-    for tangent, got in ((v_c, lv.stochastic), (task.oracle(z.float(), t.float()).double(), lv.deterministic)):
+    for tangent, got in ((v_c, lv.stochastic), (task.proxy.marginal_velocity(z.float(), t.float()).double(), lv.deterministic)):
         with torch.no_grad():
             du = (net(z + eps * tangent, r, t + eps) - net(z - eps * tangent, r, t - eps)) / (2 * eps)
             sq = ((net(z, r, t) - (v_c - h * du)) ** 2).sum(-1).numpy()

@@ -7,14 +7,16 @@ import torch
 
 from mfsweep.data.toy import ToyDataset
 from mfsweep.method.gradvar import StreamingTotalVariance, total_variance
+from mfsweep.method.proxy import EMAProxy
+from mfsweep.method.schedule import ConstantAlpha
 from mfsweep.tasks.meanflow import GradVarConfig, LossConfig, OptimConfig
 from mfsweep.tasks.vector import VectorTask
 
 
 def _task(anchor_weight=0.0) -> VectorTask:
     return VectorTask(
-        ToyDataset("eight_gaussians"), [0.0, 0.6], [1, 2], width=16, depth=2, batch_size=32,
-        time_cfg={"dist": "uniform", "ratio": 0.5}, proxy="ema", loss=LossConfig(anchor_weight=anchor_weight),
+        ToyDataset("eight_gaussians"), ConstantAlpha([0.0, 0.6]), [1, 2], width=16, depth=2, batch_size=32,
+        time_cfg={"dist": "uniform", "ratio": 0.5}, proxy=EMAProxy(0.99, 2), loss=LossConfig(anchor_weight=anchor_weight),
         optim=OptimConfig(), grad_var=GradVarConfig(every=1, replicas=5, batch_size=24),
     )
 
@@ -41,7 +43,7 @@ def test_grad_var_matches_brute_force_loop(anchor_weight):
         for i in range(2):
             for part in ("mf", "total"):
                 twin.zero_grad()
-                twin.losses(batch)[part][i].backward()
+                twin.losses(batch, twin.step_alpha(batch, -1))[part][i].backward()  # as measure_grad_var
                 per_member[part][i].append(torch.cat([p.grad[i].flatten() for p in twin.model.parameters()]).numpy())
     for part, key in (("mf", "diag/grad_var"), ("total", "diag/grad_var_total")):
         for i in range(2):

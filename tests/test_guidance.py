@@ -142,13 +142,13 @@ def test_skipping_the_jvp_where_r_equals_t_leaves_loss_and_gradient_unchanged():
     batch = task.draw_batch()
     assert 0 < int((batch.r < batch.t).sum()) < len(batch.t)
     params = [p for p in task.model.parameters()]
-    loss = task.losses(batch)["total"].sum()
+    loss = task.losses(batch, task.step_alpha(batch, 0))["total"].sum()
     grads = torch.autograd.grad(loss, params)
     t = batch.t.view(-1, 1, 1, 1)
     z = (1 - t) * batch.x + t * batch.e
     v_c = batch.e - batch.x
     with torch.no_grad():
-        u_bar = task.proxy_model(z, (batch.t - task.loss_cfg.offset).clamp_min(0), batch.t, batch.y)
+        u_bar = task.proxy.ema(z, (batch.t - task.loss_cfg.offset).clamp_min(0), batch.t, batch.y)
     # The MeanFlow loss written out (not through `meanflow_loss`, which the task itself uses): one JVP of the
     # whole batch along (0.5 v_c + 0.5 u_bar, 0, 1), target sg(v_c - h du), weight 1 / sg(sq + 1e-3).
     u, du = task.model.jvp(z, batch.r, batch.t, 0.5 * v_c + 0.5 * u_bar, torch.zeros_like(batch.r),

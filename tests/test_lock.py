@@ -34,7 +34,7 @@ def test_a_live_owner_keeps_its_lock_and_a_dead_one_loses_it(tmp_path):
     assert acquire(tmp_path)  # its owner is dead: taken over
     assert read_lock(tmp_path)["pid"] != owner.pid
     write_record(tmp_path, make_record(status="completed", task="toy", dataset="swiss_roll", dim=2, alpha=0.0, seed=0,
-                                       tangent="ema", anchor_weight=0.0, adaptive_p=1.0, steps=1, wall_s=0.1))
+                                       tangent={"name": "ema", "ema_decay": 0.99}, anchor_weight=0.0, adaptive_p=1.0, steps=1, wall_s=0.1))
     assert read_lock(tmp_path) is None  # the record released it
 
 
@@ -68,7 +68,7 @@ def test_a_setting_with_records_from_different_code_is_flagged(tmp_path):
     for seed, commit in ((0, "1111111aaaa"), (1, "2222222bbbb")):
         cell = tmp_path / "dataset=swiss_roll" / f"alpha=0,seed={seed}"
         rec = make_record(status="completed", task="toy", dataset="swiss_roll", dim=2, alpha=0.0, seed=seed,
-                          tangent="ema", anchor_weight=0.0, adaptive_p=1.0, steps=1, wall_s=0.1, metrics={"sw1": 0.1},
+                          tangent={"name": "ema", "ema_decay": 0.99}, anchor_weight=0.0, adaptive_p=1.0, steps=1, wall_s=0.1, metrics={"sw1": 0.1},
                           config={"alpha": {"value": 0.0}, "seed": seed, "trainer": {"lr": 1e-3}})
         rec["provenance"]["git_commit"] = commit
         write_record(cell, rec)

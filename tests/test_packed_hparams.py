@@ -14,7 +14,7 @@ from conftest import TINY, compose_cfg
 from mfsweep.cli.train import train
 from mfsweep.cli.validate import ConfigError, validate
 from mfsweep.sweep.aggregate import collect, summarise, varying_keys
-from mfsweep.sweep.cells import MEMBER_KEYS, job_cells
+from mfsweep.sweep.cells import MEMBER_KEYS, job_cells, member_keys, packs
 from mfsweep.tasks.optim import MemberAdamW, lr_factor
 
 FAST = [a for a in TINY if not a.startswith(("trainer.max_steps", "grad_var.every"))] + [
@@ -46,8 +46,17 @@ EXTRA = {"loss.adaptive_eps": ["loss.adaptive_p=1.0"]}
 
 
 def test_every_per_member_key_is_covered_and_is_the_default_packed_set():
-    assert set(PER_KEY) == set(MEMBER_KEYS) - {"alpha.value", "seed"}
-    assert list(compose_cfg().sweep.packed_keys) == list(MEMBER_KEYS)
+    cfg = compose_cfg()
+    # the engine's keys and the default proxy's own (tangent.ema_decay, which EMAProxy declares)
+    assert set(PER_KEY) == set(member_keys(cfg)) - {"alpha.value", "seed"}
+    assert set(MEMBER_KEYS) < set(member_keys(cfg))
+    assert all(packs(key, list(cfg.sweep.packed_keys)) for key in member_keys(cfg))
+    # every schedule's and proxy's declared keys pack by default, through alpha.* and tangent.*
+    for group, options in (("alpha", ("linear", "sigmoid", "adaptive")), ("tangent", ("velocity_head",))):
+        for option in options:
+            other = compose_cfg(f"{group}={option}")
+            keys = [k for k in member_keys(other) if k.startswith(f"{group}.")]
+            assert keys and all(packs(k, list(other.sweep.packed_keys)) for k in keys)
 
 
 def _comparable(record: dict) -> dict:

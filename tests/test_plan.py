@@ -14,7 +14,7 @@ from conftest import TINY, compose_cfg
 from wandb_files import run_contents
 
 from mfsweep.cli.status import main as status_main
-from mfsweep.cli.train import checkpoint_path
+from mfsweep.sweep.runner import checkpoint_path
 from mfsweep.sweep.aggregate import collect, group_settings, summarise
 from mfsweep.sweep.cells import context_name, job_cells, setting_keys
 from mfsweep.sweep.plan import read_plan

@@ -30,9 +30,9 @@ from mfsweep.method.tangent import mix_tangent
 from mfsweep.models.mlp import EnsembleMLP
 from mfsweep.sweep.components import build_proxy, build_schedule
 
-STAGING = Path(__file__).resolve().parents[1] / "conf_staging"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 BUILT_IN = ("conditional", "ema", "oracle", "online", "velocity_head")
-YAMLS = sorted(p.stem for p in (STAGING / "tangent").glob("*.yaml"))  # a new YAML is tested too
+YAMLS = sorted(p.stem for p in (CONF / "tangent").glob("*.yaml"))  # a new YAML is tested too
 E, D = 3, 2
 
 
@@ -262,7 +262,7 @@ def test_bad_keys_fail_naming_the_key(build, message):
 # --- the staging YAMLs ---------------------------------------------------------------------------------
 
 def staged(name: str, group: str = "tangent", **overrides):
-    cfg = OmegaConf.create({"trainer": {"max_steps": 4000}, group: OmegaConf.load(STAGING / group / f"{name}.yaml")})
+    cfg = OmegaConf.create({"trainer": {"max_steps": 4000}, group: OmegaConf.load(CONF / group / f"{name}.yaml")})
     for key, value in overrides.items():
         OmegaConf.update(cfg, f"{group}.{key}", value)
     return cfg[group]
@@ -349,7 +349,7 @@ def test_a_new_proxy_is_one_module_plus_one_yaml(tmp_path, monkeypatch):
     conf = tmp_path / "conf"
     (conf / "tangent").mkdir(parents=True)
     (conf / "tangent" / "shrunk_oracle.yaml").write_text("_target_: toy_proxies.ShrunkOracleProxy\nshrink: 0.5\n")
-    (conf / "tangent" / "ema.yaml").write_text((STAGING / "tangent" / "ema.yaml").read_text())
+    (conf / "tangent" / "ema.yaml").write_text((CONF / "tangent" / "ema.yaml").read_text())
     (conf / "config.yaml").write_text("defaults:\n  - tangent: shrunk_oracle\n  - _self_\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     gmm = GaussianMixture(dim=D, n_components=3)

@@ -7,10 +7,13 @@ import os
 import pytest
 
 from mfsweep.sweep.atomic import write_json_atomic
-from mfsweep.sweep.record import check_record, make_record, read_record, round_alpha, write_record
+from mfsweep.sweep.record import (alpha_schedule, check_record, grid_alpha, make_record, read_record, round_alpha,
+                                  tangent_spec, write_record)
 
-BASE = dict(task="toy", dataset="swiss_roll", dim=2, alpha=0.30000000000000004, seed=1, tangent="ema",
-            anchor_weight=0.0, adaptive_p=1.0, steps=10, wall_s=1.23456)
+BASE = dict(task="toy", dataset="swiss_roll", dim=2, alpha=0.30000000000000004, seed=1,
+            alpha_schedule={"name": "constant", "value": 0.3}, alpha_trajectory={"start": 0.3, "end": 0.3, "mean": 0.3},
+            tangent={"name": "ema", "ema_decay": 0.99}, anchor_weight=0.0, adaptive_p=1.0, steps=10, wall_s=1.23456)
+COSINE = {"name": "cosine", "start": 0.0, "end": 1.0, "begin": 0, "end_step": 10}
 
 
 def test_record_has_the_design_keys_and_rounds_alpha(tmp_path):
@@ -36,6 +39,27 @@ def test_invalid_records_are_rejected():
     del rec["metrics"]
     with pytest.raises(ValueError, match="missing keys"):
         check_record(rec)
+
+
+def test_a_schedules_record_holds_its_trajectory_mean_as_alpha_and_no_grid_alpha(tmp_path):
+    rec = make_record(status="completed", **BASE | {"alpha": None, "alpha_schedule": COSINE,
+                                                    "alpha_trajectory": {"start": 0.0, "end": 1.0, "mean": 0.45}})
+    write_record(tmp_path, rec)
+    back = read_record(tmp_path)
+    assert (back["schema"], back["alpha"], back["alpha_schedule"]) == (2, 0.45, COSINE)
+    assert grid_alpha(back) is None and grid_alpha(make_record(status="completed", **BASE)) == 0.3
+
+
+def test_a_schema_1_record_still_reads_as_a_constant_alpha_and_a_named_proxy(tmp_path):
+    rec = make_record(status="completed", **BASE)
+    old = {k: v for k, v in rec.items() if k not in ("alpha_schedule", "alpha_trajectory")} | {"schema": 1,
+                                                                                               "tangent": "ema"}
+    write_json_atomic(tmp_path / "result.json", old)
+    back = read_record(tmp_path)
+    assert alpha_schedule(back) == {"name": "constant", "value": 0.3} and grid_alpha(back) == 0.3
+    assert tangent_spec(back) == {"name": "ema"}
+    with pytest.raises(ValueError, match="missing keys"):
+        check_record({k: v for k, v in rec.items() if k != "alpha_schedule"})  # schema 2 needs its specs
 
 
 def test_atomic_write_leaves_old_file_when_serialisation_fails(tmp_path):

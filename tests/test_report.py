@@ -14,7 +14,7 @@ import pytest
 from mfsweep.cli.report import main
 from mfsweep.sweep.aggregate import best_alpha, collect, group_settings, summarise
 from mfsweep.sweep.record import make_record, read_record, write_record
-from mfsweep.sweep.report import build_report, write_report
+from mfsweep.sweep.report import build_report, report_text, write_report
 
 MISSING, FAILED, DIVERGED = "alpha=0.5,seed=1", "alpha=1,seed=0", "alpha=1,seed=1"
 ERROR = "RuntimeError: out of memory at step 7"
@@ -162,7 +162,7 @@ def _synthetic(root: Path, sw1: dict[float, list[float]], diagnostics: bool = Fa
             cell = root / f"alpha={alpha:g},seed={seed}"
             diag = {"alpha_star_scalar": 0.6 + 0.1 * seed, "kappa": 0.9} if diagnostics else None
             write_record(cell, make_record(status="completed", task="dgmm", dataset="dgmm", dim=3, alpha=alpha,
-                                           seed=seed, tangent="oracle", anchor_weight=0.0, adaptive_p=1.0,
+                                           seed=seed, tangent={"name": "oracle"}, anchor_weight=0.0, adaptive_p=1.0,
                                            steps=10, wall_s=0.1, metrics={"sw1": v, "sw2": v}, diagnostics=diag))
             if diagnostics:
                 (cell / "history.csv").write_text(f"step,eval/fid\n5,{10 + alpha + seed}\n10,{5 + alpha + seed}\n")
@@ -280,3 +280,35 @@ def test_diagnostics_that_say_nothing_are_named_not_shown(tmp_path):
     assert table.note == ("alpha_star_scalar is 1 in every cell; bias2_ema_gap equals bias2 in every cell "
                           "(not shown as columns).")
     assert table.rows[1]["bias2_ema_gap"]["mean"] == pytest.approx(1.05)  # the rows keep every key
+
+
+def test_a_schedule_and_another_proxy_are_settings_beside_the_constant_grid(tmp_path):
+    """One folder tree: a constant-alpha grid, a cosine schedule (its row at its trajectories' mean alpha) and
+    the velocity head at alpha 1; the settings table and the verdict show each as its own row."""
+    _synthetic(tmp_path / "grid", {0.0: [0.5, 0.6], 1.0: [0.4, 0.5]})
+    cosine = {"name": "cosine", "start": 0.0, "end": 1.0, "begin": 0, "end_step": 10}
+    for seed, (mean, sw1) in enumerate([(0.45, 0.3), (0.55, 0.35)]):
+        write_record(tmp_path / "alpha=cosine" / f"seed={seed}", make_record(
+            status="completed", task="dgmm", dataset="dgmm", dim=3, alpha=None, seed=seed, tangent={"name": "oracle"},
+            anchor_weight=0.0, adaptive_p=1.0, steps=10, wall_s=0.1, metrics={"sw1": sw1, "sw2": sw1},
+            alpha_schedule=cosine, alpha_trajectory={"start": 0.0, "end": 1.0, "mean": mean}))
+        (tmp_path / "alpha=cosine" / f"seed={seed}" / "history.csv").write_text("step,train/alpha\n5,0.2\n10,0.8\n")
+    head = {"name": "velocity_head", "loss_weight": 1.0}
+    write_record(tmp_path / "tangent=velocity_head" / "alpha=1,seed=0", make_record(
+        status="completed", task="dgmm", dataset="dgmm", dim=3, alpha=1.0, seed=0, tangent=head, anchor_weight=0.0,
+        adaptive_p=1.0, steps=10, wall_s=0.1, metrics={"sw1": 0.2, "sw2": 0.2}))
+    settings = {s.label: s for s in group_settings(summarise(collect(tmp_path)))}
+    assert sorted(settings) == [
+        "dgmm alpha_schedule=constant tangent=oracle",
+        "dgmm alpha_schedule=constant tangent=velocity_head(loss_weight=1)",
+        "dgmm alpha_schedule=cosine(start=0, end=1, begin=0, end_step=10) tangent=oracle"]
+    (row,) = settings["dgmm alpha_schedule=cosine(start=0, end=1, begin=0, end_step=10) tangent=oracle"].rows
+    assert (row.alpha, row.grid_alpha, row.seeds, row.count("completed")) == (pytest.approx(0.5), None, [0, 1], 2)
+    assert row.stats["sw1"][0] == pytest.approx(0.325)
+    report = build_report(tmp_path)
+    labels = [r["setting"] for r in report.tables["settings"].rows]
+    assert len(labels) == 3 and any("cosine" in label for label in labels)
+    assert "cosine" in report_text(report) and "velocity_head" in report_text(report)
+    assert "alpha_curves" in report.figures  # the schedule's alpha along training; the grid has none
+    (text,) = [v.sentence() for v in report.verdicts if "cosine" in v.setting]
+    assert "an alpha schedule (mean alpha 0.5): SW1 0.325" in text

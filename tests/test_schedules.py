@@ -27,9 +27,9 @@ from mfsweep.method.schedule import (
 from mfsweep.method.theory import c_from_jacobian
 from mfsweep.sweep.components import build_schedule
 
-STAGING = Path(__file__).resolve().parents[1] / "conf_staging"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 BUILT_IN = ("constant", "linear", "cosine", "sigmoid", "step", "adaptive", "adaptive_h")
-YAMLS = sorted(p.stem for p in (STAGING / "alpha").glob("*.yaml"))  # a new YAML is tested too
+YAMLS = sorted(p.stem for p in (CONF / "alpha").glob("*.yaml"))  # a new YAML is tested too
 
 
 def values(schedule: AlphaSchedule, steps: list[int]) -> list[list[float]]:
@@ -292,7 +292,7 @@ def test_build_names_unknown_keys_and_targets():
 
 def staged(name: str, group: str = "alpha", **overrides):
     """The staging YAML as composed under a config with a trainer (for `${trainer.max_steps}`)."""
-    root = OmegaConf.create({"trainer": {"max_steps": 4000}, group: OmegaConf.load(STAGING / group / f"{name}.yaml")})
+    root = OmegaConf.create({"trainer": {"max_steps": 4000}, group: OmegaConf.load(CONF / group / f"{name}.yaml")})
     for key, value in overrides.items():
         OmegaConf.update(root, f"{group}.{key}", value)
     return root[group]
@@ -365,7 +365,7 @@ def test_a_new_schedule_is_one_module_plus_one_yaml(tmp_path, monkeypatch):
     conf = tmp_path / "conf"
     (conf / "alpha").mkdir(parents=True)
     (conf / "alpha" / "sqrt.yaml").write_text("_target_: toy_schedules.SqrtAlpha\ntop: 0.8\nsteps: 100\n")
-    (conf / "alpha" / "linear.yaml").write_text((STAGING / "alpha" / "linear.yaml").read_text())
+    (conf / "alpha" / "linear.yaml").write_text((CONF / "alpha" / "linear.yaml").read_text())
     (conf / "config.yaml").write_text("defaults:\n  - alpha: sqrt\n  - _self_\ntrainer:\n  max_steps: 100\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):

@@ -24,7 +24,8 @@ import pytest
 from conftest import TINY, compose_cfg
 from wandb_files import run_contents
 
-from mfsweep.cli.train import checkpoint_path, train
+from mfsweep.cli.train import train
+from mfsweep.sweep.runner import checkpoint_path
 from mfsweep.sweep.cells import context_name, plan_cells
 from mfsweep.tasks.tracking import wandb_run_id
 from slurm_cluster import SlurmCluster

@@ -30,7 +30,10 @@ def test_tiny_sweep_records_and_samples_recompute_with_pot(tiny_sweep):
     assert sorted((r["alpha"], r["seed"]) for r in records) == [(a, s) for a in (0.0, 0.5, 1.0) for s in (0, 1)]
     for path in tiny_sweep.rglob("result.json"):
         rec = read_record(path.parent)
-        assert rec["status"] == "completed" and rec["steps"] == 40 and rec["tangent"] == "ema"
+        assert rec["status"] == "completed" and rec["steps"] == 40
+        assert rec["tangent"] == {"name": "ema", "ema_decay": 0.99} and rec["schema"] == 2
+        assert rec["alpha_schedule"] == {"name": "constant", "value": rec["alpha"]}
+        assert rec["alpha_trajectory"] == {"start": rec["alpha"], "end": rec["alpha"], "mean": rec["alpha"]}
         assert rec["execution"] == {"members_in_job": 6, "mode": "packed"}
         s = np.load(path.parent / rec["eval"]["samples_file"])
         assert s["generated"].shape == s["reference"].shape == (400, 2)
@@ -62,11 +65,14 @@ def test_packed_member_equals_per_run_cell(tmp_path):
 def test_first_batch_of_a_member_is_the_single_runs_batch():
     from mfsweep.data.toy import ToyDataset
 
-    kw = dict(width=8, depth=2, batch_size=16, time_cfg={"dist": "uniform", "ratio": 0.5}, proxy="conditional",
+    from mfsweep.method.proxy import ConditionalProxy
+    from mfsweep.method.schedule import ConstantAlpha
+
+    kw = dict(width=8, depth=2, batch_size=16, time_cfg={"dist": "uniform", "ratio": 0.5},
               loss=__import__("mfsweep.tasks.meanflow", fromlist=["LossConfig"]).LossConfig(),
               optim=__import__("mfsweep.tasks.meanflow", fromlist=["OptimConfig"]).OptimConfig())
-    packed = VectorTask(ToyDataset("pinwheel"), [0.0, 0.0, 0.0], [4, 5, 6], **kw)
-    single = VectorTask(ToyDataset("pinwheel"), [0.0], [5], **kw)
+    packed = VectorTask(ToyDataset("pinwheel"), ConstantAlpha(0.0, 3), [4, 5, 6], proxy=ConditionalProxy(3), **kw)
+    single = VectorTask(ToyDataset("pinwheel"), ConstantAlpha(0.0, 1), [5], proxy=ConditionalProxy(1), **kw)
     bp, bs = packed.draw_batch(), single.draw_batch()
     for name in ("x", "e", "t", "r"):
         assert torch.equal(getattr(bp, name)[1], getattr(bs, name)[0])
@@ -123,8 +129,14 @@ BAD_INPUTS = [
     ("alpha.value=[0.0,-0.1]", "alpha.value"),
     ("tangent=conditional alpha.value=0.5", "alpha.value"),  # vanilla MeanFlow has no proxy to mix in
     ("dataset.name=spiral_galaxy", "dataset.name"),
-    ("tangent.name=learned", "tangent.name"),
-    ("tangent=oracle", "tangent.name"),  # swiss_roll has no exact posterior here
+    ("tangent._target_=mfsweep.method.proxy.LearnedProxy", "tangent._target_"),
+    ("tangent=oracle", "tangent"),  # swiss_roll has no exact posterior here
+    ("tangent=ema tangent.ema_decay=1.0", "tangent.ema_decay"),
+    ("tangent=ema +tangent.decay=0.9", "tangent.decay"),  # not a key of the proxy
+    ("alpha=linear alpha.end=2", "alpha.end"),
+    ("alpha=adaptive alpha.every=0", "alpha.every"),
+    ("tangent=velocity_head alpha.value=1.5", "alpha.value"),
+    ("tangent=conditional alpha=cosine", "alpha"),
     ("trainer.max_steps=0", "trainer.max_steps"),
     ("trainer.batch_size=-4", "trainer.batch_size"),
     ("model.width=0", "model.width"),
@@ -139,8 +151,9 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("override,key", BAD_INPUTS)
 def test_bad_input_fails_before_training_naming_the_key(tmp_path, override, key):
-    with pytest.raises(ValueError, match=f"config key '{key}'"):
+    with pytest.raises(ValueError) as err:  # ConfigError, or a component's ConfigValueError
         train(compose_cfg(*TINY, *override.split()), tmp_path)
+    assert err.value.key == key, err.value
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
@@ -155,7 +168,7 @@ def test_cli_contract_single_run(tmp_path):
                 "logger=csv", "eval.n_samples=1000", "trainer.progress=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     (rec,) = _records(tmp_path)
-    assert (rec["status"], rec["alpha"], rec["seed"], rec["steps"], rec["tangent"]) == ("completed", 0.5, 1, 300, "ema")
+    assert (rec["status"], rec["alpha"], rec["seed"], rec["steps"], rec["tangent"]["name"]) == ("completed", 0.5, 1, 300, "ema")
     assert _sw1_recomputed_with_pot(tmp_path) == {0.5: rec["metrics"]["sw1"]}
 
 

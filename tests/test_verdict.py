@@ -25,7 +25,7 @@ def _sweep(root: Path, sw1: dict[float, list[float | None]], history=None) -> Pa
             status = "completed" if v is not None else "failed"
             write_record(cell, make_record(
                 status=status, error=None if v is not None else "RuntimeError: boom", task="toy",
-                dataset="two_moons", dim=2, alpha=alpha, seed=seed, tangent="ema", anchor_weight=0.0,
+                dataset="two_moons", dim=2, alpha=alpha, seed=seed, tangent={"name": "ema", "ema_decay": 0.99}, anchor_weight=0.0,
                 adaptive_p=0.0, steps=1000, wall_s=1.0, metrics={"sw1": v, "sw2": v}))
             if history is not None and v is not None:
                 rows = "".join(f"{step},{value}\n" for step, value in history(alpha, seed).items())
@@ -104,7 +104,7 @@ def test_a_sweep_without_sw1_is_judged_by_fid(tmp_path):
         for seed, fid in enumerate(fids):
             write_record(tmp_path / f"alpha={alpha:g},seed={seed}", make_record(
                 status="completed", task="latent_dit", dataset="digits", dim=64, alpha=alpha, seed=seed,
-                tangent="ema", anchor_weight=0.0, adaptive_p=1.0, steps=10, wall_s=1.0, metrics={"fid": fid}))
+                tangent={"name": "ema", "ema_decay": 0.99}, anchor_weight=0.0, adaptive_p=1.0, steps=10, wall_s=1.0, metrics={"fid": fid}))
     v = verdict(_setting(tmp_path))
     assert (v.metric, v.best, v.difference.mean) == ("fid", 1.0, pytest.approx(-2.5))
     assert v.sentence().startswith("digits: best alpha = 1, FID lower than at alpha = 0 by 2.50 ± 0.50 (12% of FID")

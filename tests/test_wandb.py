@@ -23,8 +23,9 @@ def test_offline_runs_per_cell_hold_config_history_summary_and_plot(tmp_path):
         run = run_contents(run_dir)
         assert (run["group"], run["job_type"], run["tags"]) == ("wb-test", "toy", ["toy", "demo"])
         assert run["id"] == run["config"]["wandb_run_id"] == wandb_run_id(cell) and run_dir.name.endswith(run["id"])
-        assert {k: run["config"][k] for k in ("alpha", "seed", "dataset", "tangent", "dim")} == {
-            "alpha": float(alpha), "seed": 3, "dataset": "swiss_roll", "tangent": "ema", "dim": 2}
+        assert {k: run["config"][k] for k in ("alpha", "seed", "dataset", "alpha_schedule", "tangent", "dim")} == {
+            "alpha": float(alpha), "seed": 3, "dataset": "swiss_roll", "alpha_schedule": "constant", "tangent": "ema",
+            "dim": 2}
         steps = [row["_step"] for row in run["history"] if "train/loss_mse" in row]
         assert steps == [10, 20, 30, 40]
         assert all(k.startswith(("train/", "eval/", "diag/", "_")) for row in run["history"] for k in row)

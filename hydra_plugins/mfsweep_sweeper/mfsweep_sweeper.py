@@ -20,6 +20,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import OmegaConf
 
 from mfsweep.cli.status import summary
+from mfsweep.sweep.cells import packs
 from mfsweep.sweep.launch import PlannedLaunch
 
 
@@ -38,10 +39,11 @@ OmegaConf.register_new_resolver("mfsweep.first", lambda *args: next((a for a in 
 
 
 def pack(overrides: List[Override], keys: List[str], parser: OverridesParser) -> List[Override]:
-    """Replace each discrete sweep over one of `keys` by a single list-valued override."""
+    """Replace each discrete sweep over one of `keys` (or a key of a component group `keys` names, `alpha.*`) by
+    a single list-valued override."""
     packed = []
     for o in overrides:
-        if o.is_discrete_sweep() and o.get_key_element() in keys:
+        if o.is_discrete_sweep() and packs(o.get_key_element(), keys):
             values = ",".join(str(v) for v in o.sweep_string_iterator())
             o = parser.parse_override(f"{o.get_key_element()}=[{values}]")
         packed.append(o)

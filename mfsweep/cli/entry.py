@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mfsweep.cli.errors import HYDRA_CONFIG_ERRORS, ConfigError, one_line
+from mfsweep.cli.errors import is_config_error, one_line
 from mfsweep.cli.preflight import preflight
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -35,8 +35,8 @@ def main() -> None:
     try:
         preflight(CONF_DIR, sys.argv[1:])  # before Hydra creates any output folder
         run_job()
-    except (ConfigError, *HYDRA_CONFIG_ERRORS) as err:
-        if debug:
+    except Exception as err:
+        if debug or not is_config_error(err):
             raise
         print(f"mfsweep-train: {one_line(err, CONF_DIR, sys.argv[1:])}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None

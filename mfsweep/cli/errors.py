@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from pathlib import Path
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
@@ -27,10 +28,28 @@ class ConfigError(ValueError):
         return type(self), (self.key, self.message)
 
 
+def component_error() -> type[Exception] | None:
+    """A component's `ConfigValueError` (mfsweep/method/component.py) once a schedule or proxy was built; until
+    then none can have been raised, and importing it (torch) would slow `--help`."""
+    module = sys.modules.get("mfsweep.method.component")
+    return module.ConfigValueError if module is not None else None
+
+
+def is_config_error(err: Exception) -> bool:
+    """Whether `err` is a bad config value (ours, a component's or Hydra's): one line and exit status 2."""
+    component = component_error()
+    return isinstance(err, (ConfigError, *HYDRA_CONFIG_ERRORS)) or (component is not None and isinstance(err, component))
+
+
 def one_line(err: Exception, conf_dir: Path, argv: list[str]) -> str:
     """The error as one line that names the key or group, with the nearest known one for a typo."""
     if isinstance(err, ConfigError):
         return str(err)
+    component = component_error()
+    if component is not None and isinstance(err, component):
+        # `tangent=oracle needs ...` names the group's choice; `alpha.end must be ...` the key
+        message = f"{err.key}{err.message}" if err.message.startswith("=") else err.message
+        return f"config key '{err.key}': {message}"
     if isinstance(err, MissingConfigException) and err.options and "/" in (err.missing_cfg_file or ""):
         group, option = err.missing_cfg_file.rsplit("/", 1)
         return (f"config group '{group}': no option '{option}'{_did_you_mean(option, err.options)} "

@@ -47,7 +47,7 @@ def setting_tables(cells: list[PlannedCell]) -> list[str]:
     lines = []
     for key, group in by_setting.items():
         seeds = sorted({c.entry["seed"] for c in group})
-        alphas = sorted({c.entry["alpha"] for c in group})
+        alphas = sorted({c.entry["alpha"] for c in group}, key=lambda a: (a is None, a or 0.0))
         grid = {(c.entry["alpha"], c.entry["seed"]): c for c in group}
         tasks = sorted({c.entry["array_task"] for c in group if c.entry.get("array_task")})
         counts = Counter(c.state for c in group)
@@ -57,7 +57,9 @@ def setting_tables(cells: list[PlannedCell]) -> list[str]:
         lines.append("  " + "alpha".ljust(8) + "".join(f"seed={s}".ljust(width + 2) for s in seeds))
         for a in alphas:
             row = [(_word(grid[a, s]) if (a, s) in grid else "-").ljust(width + 2) for s in seeds]
-            lines.append("  " + f"{a:g}".ljust(8) + "".join(row).rstrip())
+            # a schedule's cells (no grid alpha) are one row named by the schedule
+            name = f"{a:g}" if a is not None else str(group[0].entry.get("alpha_spec", {}).get("name", "schedule"))
+            lines.append("  " + name.ljust(8) + "".join(row).rstrip())
     return lines
 
 

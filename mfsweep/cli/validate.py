@@ -1,6 +1,8 @@
 """Check a composed config before anything trains; every error names the config key.
 
-Imports stay light (no torch, Lightning or FID code at module level): the sweeper imports this module in the
+The alpha schedule and the tangent proxy check their own keys when built (`mfsweep.method`, a
+`ConfigValueError`); this module checks the rest, and what no single component owns: that the proxy can mix in
+the schedule's alphas, that the dataset has what they need (an exact posterior). Imports stay light (no torch, Lightning or FID code at module level): the sweeper imports this module in the
 launching process, and a bad value should be reported in well under a second."""
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfsweep.cli.errors import ConfigError
-from mfsweep.sweep.cells import GRID_KEYS, MEMBER_KEYS, RERUN_CHOICES, SHAPE_PREFIXES, is_packed
+from mfsweep.sweep.cells import (COMPONENT_GROUPS, GRID_KEYS, MEMBER_KEYS, RERUN_CHOICES, SHAPE_PREFIXES, is_packed,
+                                 job_cells, member_keys, packs)
 
 # Datasets whose posterior is known exactly (docs/method.md 3), so that tangent=oracle exists: Gaussian
 # mixtures, and any vector set made finite with `dataset.finite_size` (its empirical posterior).
@@ -55,10 +58,11 @@ def check_packed_keys(keys: Any) -> None:
             raise ConfigError("sweep.packed_keys", f"{key} changes tensor shapes or the data, so members of one "
                                                    "process cannot differ in it: sweep it as separate jobs "
                                                    "(leave it out of sweep.packed_keys)")
-        if key not in MEMBER_KEYS:
-            raise ConfigError("sweep.packed_keys", f"{key!r} is not a per-member key; they are {list(MEMBER_KEYS)}")
+        if key not in MEMBER_KEYS and str(key).partition(".")[0] not in COMPONENT_GROUPS:
+            raise ConfigError("sweep.packed_keys", f"{key!r} is not a per-member key; they are {list(MEMBER_KEYS)} "
+                                                   f"and the component groups' keys ({', '.join(f'{g}.*' for g in COMPONENT_GROUPS)})")
     for key in GRID_KEYS:
-        if key not in as_list(keys):
+        if not packs(key, [str(k) for k in as_list(keys)]):
             raise ConfigError("sweep.packed_keys", f"must include {key} (the grid axes), got {list(as_list(keys))}")
 
 
@@ -110,10 +114,7 @@ def _validate_vector(cfg: DictConfig) -> None:
 
 def _validate_common(cfg: DictConfig) -> None:
     from mfsweep.method.time import TIME_DISTRIBUTIONS
-    from mfsweep.tasks.meanflow import PROXIES
 
-    _choice(cfg, "tangent.name", PROXIES)
-    _choice(cfg, "alpha.schedule", ("constant",))
     _choice(cfg, "time.dist", TIME_DISTRIBUTIONS)
     _choice(cfg, "trainer.lr_schedule", ("constant", "cosine"))
     _number(cfg, "trainer.warmup_steps", low=0, integer=True)
@@ -122,7 +123,6 @@ def _validate_common(cfg: DictConfig) -> None:
     _choice(cfg, "sweep.mode", ("per_run", "packed"))
     check_packed_keys(_get(cfg, "sweep.packed_keys"))
     _choice(cfg, "logger.name", ("wandb", "csv", "none"))
-    _number(cfg, "alpha.value", low=0.0, high=1.0)
     _number(cfg, "seed", low=0, integer=True)
     for key in ("trainer.max_steps", "trainer.batch_size", "trainer.log_every", "eval.n_samples", "eval.n_steps"):
         _number(cfg, key, low=0, low_open=True, integer=True)
@@ -133,8 +133,6 @@ def _validate_common(cfg: DictConfig) -> None:
     _number(cfg, "grad_var.batch_size", low=0, low_open=True, integer=True)
     for key in ("time.ratio", "trainer.ema_decay", "loss.offset"):
         _number(cfg, key, low=0.0, high=1.0)
-    if cfg.tangent.name == "ema":
-        _number(cfg, "tangent.ema_decay", low=0.0, high=1.0)
     _number(cfg, "time.sigma", low=0.0, low_open=True)
     _number(cfg, "time.mu")
     _number(cfg, "trainer.lr", low=0.0, low_open=True)
@@ -144,18 +142,25 @@ def _validate_common(cfg: DictConfig) -> None:
     _number(cfg, "loss.adaptive_eps", low=0.0, low_open=True)
     _number(cfg, "loss.anchor_weight", low=0.0)
     _number(cfg, "eval.projection_seed", low=0, integer=True)
-    if cfg.tangent.name == "conditional" and any(a != 0 for a in as_list(cfg.alpha.value)):
-        raise ConfigError(
-            "alpha.value", "tangent=conditional has no proxy to mix in, so alpha must be 0; "
-            "choose tangent=ema or tangent=oracle for alpha > 0",
-        )
-    if cfg.tangent.name == "oracle" and not has_exact_posterior(cfg):
-        raise ConfigError(
-            "tangent.name", f"tangent=oracle needs a dataset with an exact posterior ({list(EXACT_POSTERIOR)}, or "
-            f"any set made finite with dataset.finite_size=N), but dataset.name is {cfg.dataset.name!r} "
-            "with dataset.finite_size null",
-        )
     _validate_diagnostics(cfg)
+    _validate_components(cfg)
+
+
+def _validate_components(cfg: DictConfig) -> None:
+    """Build the job's schedule and proxy as its members will have them (each checks its own keys), then what
+    they need from each other and from the dataset."""
+    from mfsweep.method.component import ConfigValueError
+    from mfsweep.sweep.components import member_proxy, member_schedule
+
+    members = [c.values() for c in job_cells(Path(), "", cfg)]
+    schedule, proxy = member_schedule(cfg, members), member_proxy(cfg, members)
+    proxy.check_schedule(schedule)
+    exact = f"a dataset with an exact posterior ({list(EXACT_POSTERIOR)}, or any set made finite with " \
+            f"dataset.finite_size=N), but dataset.name is {cfg.dataset.name!r} with dataset.finite_size null"
+    if proxy.requires.oracle and not has_exact_posterior(cfg):
+        raise ConfigValueError(proxy.group, f"={proxy.name} needs {exact}")
+    if schedule.requires.posterior and not has_exact_posterior(cfg):
+        raise ConfigValueError(schedule.group, f"={schedule.name} with this estimate needs {exact}")
 
 
 def has_exact_posterior(cfg: DictConfig) -> bool:
@@ -190,8 +195,8 @@ def _validate_latent(cfg: DictConfig) -> None:
     if width % cfg.model.num_heads or width % 4:
         raise ConfigError("model.hidden_size", f"must be a multiple of 4 and of model.num_heads "
                                                f"({cfg.model.num_heads}), got {width}")
-    for key in MEMBER_KEYS:
-        if is_packed(key, OmegaConf.select(cfg, key)):
+    for key, vector in member_keys(cfg).items():
+        if is_packed(key, OmegaConf.select(cfg, key), vector):
             raise ConfigError(key, "latent_dit trains one cell per process: give one value and sweep with a per-run "
                                    "multirun (-m alpha.value=0.0,0.5)")
     _choice(cfg, "sweep.mode", ("per_run",))

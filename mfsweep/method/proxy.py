@@ -59,6 +59,11 @@ class Proxy(nn.Module):
     integer_keys: tuple[str, ...] = ()
     requires = Requires()
 
+    @classmethod
+    def member_keys(cls) -> tuple[str, ...]:
+        """The keys that may differ per member (a packed sweep over them trains one member per value)."""
+        return cls.keys
+
     def __init__(self) -> None:
         super().__init__()
         self.n_members: int | None = None

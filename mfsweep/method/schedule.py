@@ -39,8 +39,14 @@ class AlphaSchedule:
     keys: tuple[str, ...] = ()
     integer_keys: tuple[str, ...] = ()
     vector_keys: tuple[str, ...] = ()
+    shared_keys: tuple[str, ...] = ()   # keys of `keys` that take one value for all members (adaptive's estimate)
     value_key: str | None = None   # the key that is alpha itself (constant's `value`), for error messages
     requires = Requires()
+
+    @classmethod
+    def member_keys(cls) -> tuple[str, ...]:
+        """The keys that may differ per member (a packed sweep over them trains one member per value)."""
+        return tuple(k for k in cls.keys if k not in cls.shared_keys)
 
     def _init_keys(self, n_members: int | None, **keys: Any) -> None:
         self.n_members = infer_members(self.group, keys, n_members, self.vector_keys)
@@ -274,7 +280,7 @@ class AdaptiveAlpha(AlphaSchedule):
 
     name = "adaptive"
     keys = ("every", "init", "warmup", "low", "high", "smoothing", "estimate")
-    integer_keys = ("every", "warmup")
+    integer_keys, shared_keys = ("every", "warmup"), ("estimate",)
 
     def __init__(self, every: Any = 200, init: Any = 0.0, warmup: Any = 500, low: Any = 0.0, high: Any = 1.0,
                  smoothing: Any = 0.5, estimate: str = "scalar", n_members: int | None = None):

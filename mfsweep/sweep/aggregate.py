@@ -15,13 +15,16 @@ import yaml
 
 from mfsweep.sweep.cells import cell_name
 from mfsweep.sweep.plan import read_plan
-from mfsweep.sweep.record import DIAGNOSTIC_KEYS, HISTORY, RECORD, check_record
+from mfsweep.sweep.record import (CONSTANT, DIAGNOSTIC_KEYS, HISTORY, RECORD, alpha_schedule, check_record, grid_alpha,
+                                  spec_label, tangent_spec)
 from mfsweep.sweep.states import planned_cells
 
 # Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid). A record's
 # `setting` dict (its swept per-member keys besides alpha and seed, and its job's context overrides, e.g.
-# `trainer.lr`, `time.ratio`, `model.width`) adds to them; records written before it existed have none.
-SETTING_KEYS = ("task", "dataset", "dim", "tangent", "anchor_weight", "adaptive_p")
+# `trainer.lr`, `time.ratio`, `model.width`) adds to them; records written before it existed have none. The
+# schedule and the proxy are there as their specs' labels: a schedule other than constant (`cosine(start=0,
+# end=1, ...)`) or another proxy is a setting of its own, a row beside the constant-alpha grid.
+SETTING_KEYS = ("task", "dataset", "dim", "alpha_schedule", "tangent", "anchor_weight", "adaptive_p")
 NOT_COMPLETED = ("failed", "diverged", "missing")
 
 
@@ -68,7 +71,9 @@ def mean_sem(values: Iterable[float]) -> tuple[float | None, float | None]:
 
 @dataclass
 class Row:
-    """One (setting, alpha) of a sweep, over its seeds."""
+    """One (setting, alpha) of a sweep, over its seeds. Under a schedule other than constant the row is the
+    setting's one row, and `alpha` the mean over its cells of their trajectories' mean alpha (NaN when none has
+    trained); `grid_alpha` is then None."""
 
     setting: dict[str, Any]
     alpha: float
@@ -77,6 +82,7 @@ class Row:
     stats: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     # seed -> its cell: recorded, or planned and missing (record["reason"] says why); absent when unplanned
     cells: dict[int, Cell] = field(default_factory=dict)
+    grid_alpha: float | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.status.values() if s == status)
@@ -100,9 +106,14 @@ class Row:
 
 
 def setting_dict(record: dict[str, Any]) -> dict[str, Any]:
-    """The record's setting: `SETTING_KEYS`, then its own `setting` keys (sorted)."""
+    """The record's setting: `SETTING_KEYS` (the schedule as `constant` or its spec's label, the proxy as its
+    spec's label), then its own `setting` keys (sorted)."""
     own = record.get("setting") or {}
-    return {k: record.get(k) for k in SETTING_KEYS} | {k: own[k] for k in sorted(own) if k not in SETTING_KEYS}
+    schedule = alpha_schedule(record)
+    labels = {"alpha_schedule": CONSTANT if schedule["name"] == CONSTANT else spec_label(schedule),
+              "tangent": spec_label(tangent_spec(record))}
+    return {k: labels.get(k, record.get(k)) for k in SETTING_KEYS} | {k: own[k] for k in sorted(own)
+                                                                      if k not in SETTING_KEYS}
 
 
 def setting_label(setting: dict[str, Any], varying: list[str]) -> str:
@@ -137,11 +148,13 @@ def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid"
     rows = []
     for folder, group in sorted(by_folder.items(), key=lambda kv: json.dumps(settings[kv[0]], sort_keys=True,
                                                                              default=str)):
-        alphas = sorted({c.record["alpha"] for c in group})
+        alphas = sorted({grid_alpha(c.record) for c in group}, key=lambda a: (a is None, a or 0.0))
         seeds = sorted({c.record["seed"] for c in group})
-        index = {(c.record["alpha"], c.record["seed"]): c for c in group}
+        index = {(grid_alpha(c.record), c.record["seed"]): c for c in group}
         for a in alphas:
-            row = Row(dict(settings[folder]), a, seeds)
+            means = [c.record["alpha"] for c in group if grid_alpha(c.record) == a and c.record["alpha"] is not None]
+            shown = a if a is not None else (float(np.mean(means)) if means else math.nan)
+            row = Row(dict(settings[folder]), shown, seeds, grid_alpha=a)
             for s in seeds:
                 cell = index.get((a, s))
                 row.status[s] = cell.record["status"] if cell else "missing"
@@ -176,7 +189,8 @@ class Setting:
         return self.rows[0].seeds
 
     def row(self, alpha: float) -> Row | None:
-        return next((r for r in self.rows if r.alpha == alpha), None)
+        """The row of grid alpha `alpha` (none for a schedule's row, which has no grid alpha)."""
+        return next((r for r in self.rows if r.grid_alpha == alpha), None)
 
     def cells(self) -> list[Cell]:
         return [c for r in self.rows for c in r.cells.values()]
@@ -218,8 +232,9 @@ def paired_difference(row: Row, base: Row, metric: str) -> dict[str, Any]:
     return {"mean": mean, "sem": sem, "n": len(diffs)}
 
 
-def expected_dir(setting: Setting, alpha: float, seed: int) -> Path | None:
-    """Where the cell's folder is or would be: beside the setting's other cells (see `cells.plan_cells`)."""
+def expected_dir(setting: Setting, alpha: float | None, seed: int) -> Path | None:
+    """Where the cell's folder is or would be (`alpha`: the row's `grid_alpha`): beside the setting's other
+    cells (see `cells.plan_cells`)."""
     parents = {c.path.parent for c in setting.cells()}
     return parents.pop() / cell_name(alpha, seed) if len(parents) == 1 else None
 

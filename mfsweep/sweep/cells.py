@@ -21,17 +21,20 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfsweep.sweep.record import read_record, round_alpha
 
-# Keys that may differ between the members of one packed process (docs/design.md, "Execution modes"): each is
-# a scalar that changes no tensor shape, and the engine holds it as one value per member. A component that adds
-# such a key (an alpha schedule's parameters, a proxy's own keys) appends it here and reads it per member from
-# `MemberValues` (mfsweep/tasks/members.py).
+# Keys of the engine that may differ between the members of one packed process (docs/design.md, "Execution
+# modes"): each is a scalar that changes no tensor shape, and the engine holds it as one value per member.
+# The alpha schedule's and the tangent proxy's own keys are per-member too: their classes declare them
+# (`member_keys`, mfsweep/sweep/components.py), so a new component adds its keys without touching this list.
 MEMBER_KEYS = (
     "alpha.value", "seed",
     "trainer.lr", "trainer.betas", "trainer.weight_decay", "trainer.grad_clip", "trainer.ema_decay",
-    "trainer.lr_schedule", "trainer.warmup_steps", "tangent.ema_decay",
+    "trainer.lr_schedule", "trainer.warmup_steps",
     "time.mu", "time.sigma", "time.ratio", "time.dist",
     "loss.adaptive_p", "loss.adaptive_eps", "loss.anchor_weight", "loss.offset",
 )
+# Config groups whose every key (one level down) is a component's, hence per-member; `alpha.*` in
+# `sweep.packed_keys` packs all of the group's keys.
+COMPONENT_GROUPS = ("alpha", "tangent")
 # The grid axes every record holds at its top level; the other per-member keys form the cell's setting.
 GRID_KEYS = ("alpha.value", "seed")
 # Keys whose one value is itself a list: a packed sweep over them is a list of lists.
@@ -50,7 +53,7 @@ RERUN_CHOICES = {"none": (), "failed": ("failed", "diverged"), "all": ("complete
 class Cell:
     """One member of a job: its per-member values besides alpha and seed (`setting`, sorted by key)."""
 
-    alpha: float
+    alpha: float | None  # None for a schedule other than constant: alpha varies while training
     seed: int
     dir: Path
     setting: tuple[tuple[str, Any], ...] = ()
@@ -62,12 +65,14 @@ class Cell:
         return f"{setting_name(self.setting)}/{own}" if self.setting else own
 
     def values(self) -> dict[str, Any]:
-        """Every per-member key this cell fixes, alpha and seed included."""
-        return {"alpha.value": self.alpha, "seed": self.seed} | dict(self.setting)
+        """Every per-member key this cell fixes, alpha (if constant) and seed included."""
+        alpha = {} if self.alpha is None else {"alpha.value": self.alpha}
+        return alpha | {"seed": self.seed} | dict(self.setting)
 
 
-def cell_name(alpha: float, seed: int) -> str:
-    return f"alpha={round_alpha(alpha):g},seed={int(seed)}"
+def cell_name(alpha: float | None, seed: int) -> str:
+    """`alpha=A,seed=S`, or `seed=S` under a schedule (the folder above names it: `alpha=cosine`)."""
+    return f"seed={int(seed)}" if alpha is None else f"alpha={round_alpha(alpha):g},seed={int(seed)}"
 
 
 def format_value(value: Any) -> str:
@@ -101,6 +106,21 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def packs(key: str, packed_keys: Sequence[str]) -> bool:
+    """Whether `sweep.packed_keys` names `key`: itself, or its component group (`alpha.*`)."""
+    group, _, rest = key.partition(".")
+    return key in packed_keys or (group in COMPONENT_GROUPS and bool(rest) and "." not in rest
+                                  and f"{group}.*" in packed_keys)
+
+
+def member_keys(cfg: DictConfig) -> dict[str, bool]:
+    """Every per-member key of `cfg`'s run, with whether its one value is a list: the engine's (`MEMBER_KEYS`)
+    and its schedule's and proxy's own."""
+    from mfsweep.sweep.components import component_keys  # torch and Hydra's instantiate: not for --help
+
+    return {k: k in LIST_VALUED for k in MEMBER_KEYS} | component_keys(cfg)
+
+
 def context_name(overrides: Iterable[str], packed_keys: Sequence[str] = GRID_KEYS) -> str:
     """The folder name for a job's other overrides, sorted: `dataset=swiss_roll,trainer.max_steps=300`.
 
@@ -113,46 +133,51 @@ def context_name(overrides: Iterable[str], packed_keys: Sequence[str] = GRID_KEY
 def context_overrides(overrides: Iterable[str], packed_keys: Sequence[str] = GRID_KEYS) -> list[str]:
     """The overrides that name the job's context: neither per-member values nor neutral keys."""
     return [o for o in overrides
-            if override_key(o) not in packed_keys and not override_key(o).startswith(NEUTRAL_PREFIXES)]
+            if not packs(override_key(o), packed_keys) and not override_key(o).startswith(NEUTRAL_PREFIXES)]
 
 
 def setting_keys(overrides: Iterable[str], packed_keys: Sequence[str]) -> list[str]:
     """The per-member keys (besides alpha and seed) that a job's overrides name: they are part of each cell's
     setting, whether the job gives one value (per-run mode) or a list (packed mode)."""
-    return sorted({override_key(o) for o in overrides} & set(packed_keys) - set(GRID_KEYS))
+    return sorted({override_key(o) for o in overrides if packs(override_key(o), packed_keys)} - set(GRID_KEYS))
 
 
-def is_packed(key: str, value: Any) -> bool:
-    """Whether `value` of per-member `key` is a list of member values rather than one value."""
+def is_packed(key: str, value: Any, list_valued: bool | None = None) -> bool:
+    """Whether `value` of per-member `key` is a list of member values rather than one value (`list_valued`: its
+    one value is a list; default: `key` in LIST_VALUED)."""
     if not isinstance(value, (list, tuple, ListConfig)):
         return False
-    if key in LIST_VALUED:
+    if key in LIST_VALUED if list_valued is None else list_valued:
         return all(isinstance(v, (list, tuple, ListConfig)) for v in value)
     return True
 
 
-def member_values(cfg: DictConfig, key: str) -> list[Any]:
+def member_values(cfg: DictConfig, key: str, list_valued: bool | None = None) -> list[Any]:
     """The values of per-member `key` in `cfg`: the packed list, or its one value as a one-item list."""
     value = OmegaConf.select(cfg, key)
     if isinstance(value, (DictConfig, ListConfig)):
         value = OmegaConf.to_container(value, resolve=True)
-    return list(value) if is_packed(key, value) else [value]
+    return list(value) if is_packed(key, value, list_valued) else [value]
 
 
-def plan_cells(root: Path, context: str, alphas: Sequence[float], seeds: Sequence[int],
+def plan_cells(root: Path, context: str, alphas: Sequence[float | None], seeds: Sequence[int],
                settings: Sequence[tuple[tuple[str, Any], ...]] = ((),)) -> list[Cell]:
     """The cells `settings x alphas x seeds`, in that order (seed varying fastest)."""
     base = Path(root) / context if context else Path(root)
-    return [Cell(round_alpha(a), int(s), (base / setting_name(st) if st else base) / cell_name(a, s), tuple(st))
+    return [Cell(None if a is None else round_alpha(a), int(s),
+                 (base / setting_name(st) if st else base) / cell_name(a, s), tuple(st))
             for st in settings for a in alphas for s in seeds]
 
 
 def job_cells(root: Path, context: str, cfg: DictConfig, keys: Sequence[str] = ()) -> list[Cell]:
     """The cells of a job: every combination of its values of the setting `keys` (plus any other per-member key
-    given as a list), alpha and seed."""
-    keys = sorted(set(keys) | {k for k in MEMBER_KEYS if k not in GRID_KEYS
-                               and is_packed(k, OmegaConf.select(cfg, k))})
-    settings = [tuple(zip(keys, combo)) for combo in itertools.product(*(member_values(cfg, k) for k in keys))]
+    given as a list), alpha and seed. alpha is None for a schedule without `alpha.value`."""
+    per_member = member_keys(cfg)
+    keys = sorted(set(keys) | {k for k, vector in per_member.items() if k not in GRID_KEYS
+                               and is_packed(k, OmegaConf.select(cfg, k), vector)})
+    # A named key that no member may differ in (adaptive's alpha.estimate) is one value, whatever its type.
+    values = [member_values(cfg, k, per_member.get(k, True)) for k in keys]
+    settings = [tuple(zip(keys, combo)) for combo in itertools.product(*values)]
     return plan_cells(root, context, member_values(cfg, "alpha.value"), member_values(cfg, "seed"), settings)
 
 

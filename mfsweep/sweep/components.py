@@ -9,7 +9,7 @@ a schedule (proxy), and the class's own checks.
 from __future__ import annotations
 
 import inspect
-from typing import Any, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 import hydra.utils
 from hydra.errors import InstantiationException
@@ -63,3 +63,43 @@ def build_schedule(cfg: DictConfig | dict, n_members: int | None = None) -> Alph
 def build_proxy(cfg: DictConfig | dict, n_members: int | None = None) -> Proxy:
     """The `tangent` group's proxy (`Proxy.setup` then attaches it to the network and the dataset)."""
     return instantiate_component(cfg, "tangent", Proxy, n_members=n_members)
+
+
+GROUPS = {"alpha": AlphaSchedule, "tangent": Proxy}
+
+
+def component_keys(cfg: DictConfig) -> dict[str, bool]:
+    """The per-member keys of the run's schedule and proxy (`alpha.end`, `tangent.ema_decay`), each with whether
+    its one value is itself a list (a step schedule's `milestones`): what the classes named by `_target_`
+    declare (`member_keys()`, `vector_keys`), so a new component's keys pack without a change elsewhere. A group
+    whose `_target_` does not name a component adds nothing (building it reports that)."""
+    out: dict[str, bool] = {}
+    for group, base in GROUPS.items():
+        try:
+            cls = hydra.utils.get_class(str(OmegaConf.select(cfg, f"{group}._target_")))
+        except Exception:  # Hydra wraps import failures in several types
+            continue
+        if isinstance(cls, type) and issubclass(cls, base):
+            vectors = getattr(cls, "vector_keys", ())
+            out |= {f"{group}.{key}": key in vectors for key in cls.member_keys()}
+    return out
+
+
+def _member_node(cfg: DictConfig, group: str, members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The group's node (interpolations resolved) where each key that the members set (`alpha.end` in their
+    values) holds one value per member."""
+    node = OmegaConf.to_container(cfg[group], resolve=True)
+    own = sorted({k.split(".", 1)[1] for m in members for k in m if k.startswith(f"{group}.")})
+    for key in own:
+        node[key] = [m.get(f"{group}.{key}", node.get(key)) for m in members]
+    return node
+
+
+def member_schedule(cfg: DictConfig, members: Sequence[Mapping[str, Any]]) -> AlphaSchedule:
+    """The schedule of a job whose member i has the per-member values `members[i]` (`{"alpha.value": 0.5}`)."""
+    return build_schedule(_member_node(cfg, "alpha", members), len(members))
+
+
+def member_proxy(cfg: DictConfig, members: Sequence[Mapping[str, Any]]) -> Proxy:
+    """The proxy of a job whose member i has the per-member values `members[i]` (`{"tangent.ema_decay": 0.9}`)."""
+    return build_proxy(_member_node(cfg, "tangent", members), len(members))

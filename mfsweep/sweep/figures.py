@@ -190,12 +190,16 @@ def loss_variance_by_h(jvp_fn: JvpFn, proxy_fn: Callable[[torch.Tensor, torch.Te
 
 
 def task_proxy(task: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The deterministic proxy of a trained vector task: its oracle, or its proxy EMA (the evaluation EMA
-    for a conditional-tangent cell) at (z, t - D, t) (docs/method.md 3)."""
-    if task.proxy == "oracle":
-        return task.oracle
-    model = task.proxy_model if task.proxy_model is not None else task.ema
-    return lambda z, t: model(z, boundary_r(t, task.loss_cfg.offset), t)
+    """The deterministic proxy of a trained vector task through its `Proxy`: `u_bar(z_t, t)` (the oracle, the
+    proxy EMA or the live network at (z, t - D, t), a velocity head), or the evaluation EMA at (z, t - D, t)
+    for a conditional-tangent cell (docs/method.md 3)."""
+    offset = task.loss_cfg.offset
+
+    def u_bar(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        proxy = task.proxy.velocity(task.model, z, t, offset=offset)
+        return proxy if proxy is not None else task.ema(z, boundary_r(t, offset), t)
+
+    return u_bar
 
 
 def loss_variance_for_task(task: Any, *, n_per_bin: int = 2000, edges: Sequence[float] = DEFAULT_H_EDGES,

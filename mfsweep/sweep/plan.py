@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.sweep.atomic import write_json_atomic
 from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, job_cells as member_cells, setting_keys
+from mfsweep.sweep.components import member_proxy, member_schedule
 
 PLAN = "plan.json"
 SCHEMA = 1
@@ -55,13 +56,14 @@ def setting_label(setting: dict[str, str], varying_keys: list[str]) -> str:
     return " ".join(shown or [f"{k}={v}" for k, v in setting.items() if k == "dataset"]) or "all cells"
 
 
-def record_keys(cfg: DictConfig) -> dict[str, Any]:
-    """The record's setting keys (aggregate.SETTING_KEYS) as far as the config tells them, for the labels of
-    a setting none of whose cells has a record yet."""
+def record_keys(cfg: DictConfig, cell: Cell) -> dict[str, Any]:
+    """The record keys a cell's record will have that tell settings apart (aggregate.SETTING_KEYS), for
+    a setting none of whose cells has a record yet: its schedule and proxy specs as its record will hold them."""
     get = lambda key: OmegaConf.select(cfg, key)  # noqa: E731
+    own = cell.values()
     return {"task": get("dataset.task"), "dataset": get("dataset.name"), "dim": get("dataset.dim"),
-            "tangent": get("tangent.name"), "anchor_weight": get("loss.anchor_weight"),
-            "adaptive_p": get("loss.adaptive_p")}
+            "alpha_schedule": member_schedule(cfg, [own]).spec(0), "tangent": member_proxy(cfg, [own]).spec(0),
+            "anchor_weight": get("loss.anchor_weight"), "adaptive_p": get("loss.adaptive_p")}
 
 
 def job_cells(cfg: DictConfig, root: Path, overrides: Sequence[str]) -> list[Cell]:
@@ -71,21 +73,14 @@ def job_cells(cfg: DictConfig, root: Path, overrides: Sequence[str]) -> list[Cel
     return member_cells(root, context, cfg, setting_keys(overrides, packed_keys))
 
 
-def alpha_spec(cfg: DictConfig, alpha: float) -> dict[str, Any]:
-    """The cell's alpha as a spec: `{"name": "constant", "value": 0.3}`, or a schedule's keys."""
-    spec = {k: v for k, v in OmegaConf.to_container(cfg.alpha, resolve=True).items() if not k.startswith("_")}
-    name = spec.pop("name", None) or spec.pop("schedule", None) or "constant"
-    spec.pop("schedule", None)
-    return {"name": name, **spec, "value": alpha}
-
-
 def plan_entries(cfg: DictConfig, root: Path, overrides: Sequence[str], job: int) -> list[dict[str, Any]]:
     """One plan entry per cell of a job; a cell's setting is the job's overrides with its own per-member values
     in place of the packed lists."""
-    job_setting, keys = setting_of_overrides(overrides), record_keys(cfg)
+    job_setting = setting_of_overrides(overrides)
     return [{"dir": str(c.dir.relative_to(root)),
              "setting": dict(sorted((job_setting | {k: override_value(v) for k, v in c.setting}).items())),
-             "record_keys": keys, "alpha": c.alpha, "alpha_spec": alpha_spec(cfg, c.alpha), "seed": c.seed,
+             "record_keys": (keys := record_keys(cfg, c)), "alpha": c.alpha, "alpha_spec": keys["alpha_schedule"],
+             "seed": c.seed,
              "job": job, "overrides": list(overrides), "launched": False, "array_task": None}
             for c in job_cells(cfg, root, overrides)]
 

@@ -12,7 +12,8 @@ from mfsweep.sweep.atomic import write_json_atomic
 from mfsweep.sweep.lock import release
 from mfsweep.sweep.provenance import provenance
 
-SCHEMA = 1
+SCHEMA = 2  # 2: `alpha_schedule`, `alpha_trajectory` and `tangent` as a spec; readers accept 1 (READABLE)
+READABLE = (1, 2)
 RECORD = "result.json"
 SAMPLES = "samples.npz"
 HISTORY = "history.csv"
@@ -23,11 +24,46 @@ TOP_KEYS = (
     "schema", "status", "error", "diverged_step", "task", "dataset", "dim", "alpha", "seed", "tangent",
     "anchor_weight", "adaptive_p", "steps", "wall_s", "metrics", "eval", "diagnostics", "history",
 )
+SCHEMA_2_KEYS = ("alpha_schedule", "alpha_trajectory")
+CONSTANT = "constant"
 
 
-def round_alpha(alpha: float) -> float:
+def round_alpha(alpha: float | None) -> float | None:
     """Alphas are recorded rounded to 10 decimals, so 0.30000000000000004 and 0.3 are the same cell."""
-    return round(float(alpha), 10)
+    return None if alpha is None else round(float(alpha), 10)
+
+
+def alpha_schedule(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's alpha schedule spec; a schema-1 record's alpha was constant."""
+    return record.get("alpha_schedule") or {"name": CONSTANT, "value": record["alpha"]}
+
+
+def tangent_spec(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's proxy spec; a schema-1 record holds only its name."""
+    tangent = record["tangent"]
+    return tangent if isinstance(tangent, dict) else {"name": tangent}
+
+
+def grid_alpha(record: dict[str, Any]) -> float | None:
+    """The alpha that places a cell in its setting's grid: its constant alpha, or None under another schedule
+    (whose cells differ by seed only; the top-level `alpha` is then the trajectory's mean)."""
+    return record["alpha"] if alpha_schedule(record)["name"] == CONSTANT else None
+
+
+def spec_label(spec: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
+    """A spec as one short string for tables and labels: `cosine(start=0, end=1)`, `ema(ema_decay=0.99)`."""
+    keys = ", ".join(f"{k}={_short(v)}" for k, v in spec.items() if k != "name" and k not in skip)
+    return f"{spec['name']}({keys})" if keys else str(spec["name"])
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)
 
 
 def _finite_or_none(x: Any) -> Any:
@@ -42,9 +78,9 @@ def make_record(
     task: str,
     dataset: str,
     dim: int,
-    alpha: float,
+    alpha: float | None,
     seed: int,
-    tangent: str,
+    tangent: dict[str, Any],
     anchor_weight: float,
     adaptive_p: float,
     steps: int,
@@ -57,12 +93,19 @@ def make_record(
     history: str | None = HISTORY,
     extra: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    alpha_schedule: dict[str, Any] | None = None,
+    alpha_trajectory: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A schema-1 record. Metrics and diagnostics not measured are null; non-finite values become null
-    (a diverged cell says so in `status`, not with NaNs that JSON cannot hold). `config` (the cell's resolved
-    config) gives `provenance.config_hash`."""
+    """A schema-2 record. `alpha` is the constant alpha, or (None under another schedule) the mean of
+    `alpha_trajectory` (`{start, end, mean}` over the steps trained); `alpha_schedule` and `tangent` are the
+    components' specs (`{"name": "constant", "value": 0.3}`; by default a constant `alpha`). Metrics and diagnostics not measured are null;
+    non-finite values become null (a diverged cell says so in `status`, not with NaNs that JSON cannot hold).
+    `config` (the cell's resolved config) gives `provenance.config_hash`."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    if alpha_schedule is None:
+        alpha_schedule = {"name": CONSTANT, "value": round_alpha(alpha)}
+        alpha_trajectory = {"start": round_alpha(alpha), "end": round_alpha(alpha), "mean": round_alpha(alpha)}
     metrics = {k: _finite_or_none((metrics or {}).get(k)) for k in METRIC_KEYS} | {
         k: _finite_or_none(v) for k, v in (metrics or {}).items() if k not in METRIC_KEYS
     }
@@ -71,8 +114,9 @@ def make_record(
     }
     record = {
         "schema": SCHEMA, "status": status, "error": error, "diverged_step": diverged_step,
-        "task": task, "dataset": dataset, "dim": int(dim), "alpha": round_alpha(alpha), "seed": int(seed),
-        "tangent": tangent, "anchor_weight": float(anchor_weight), "adaptive_p": float(adaptive_p),
+        "task": task, "dataset": dataset, "dim": int(dim),
+        "alpha": round_alpha(alpha if alpha is not None else alpha_trajectory["mean"]), "seed": int(seed),
+        "alpha_schedule": alpha_schedule, "alpha_trajectory": alpha_trajectory, "tangent": tangent, "anchor_weight": float(anchor_weight), "adaptive_p": float(adaptive_p),
         "steps": int(steps), "wall_s": round(float(wall_s), 3), "metrics": metrics,
         "eval": eval_info or {}, "diagnostics": diagnostics, "history": history,
         "provenance": provenance(config),
@@ -101,12 +145,12 @@ def read_record(cell_dir: str | Path) -> dict[str, Any] | None:
 
 
 def check_record(record: dict[str, Any], where: str = "record") -> None:
-    """Raise ValueError unless `record` follows schema 1."""
-    missing = [k for k in TOP_KEYS if k not in record]
+    """Raise ValueError unless `record` follows schema 2 (or 1, written before the specs)."""
+    if record.get("schema") not in READABLE:
+        raise ValueError(f"{where}: schema {record.get('schema')!r}, expected one of {READABLE}")
+    missing = [k for k in TOP_KEYS + (SCHEMA_2_KEYS if record["schema"] >= 2 else ()) if k not in record]
     if missing:
         raise ValueError(f"{where}: missing keys {missing}")
-    if record["schema"] != SCHEMA:
-        raise ValueError(f"{where}: schema {record['schema']!r}, expected {SCHEMA}")
     if record["status"] not in STATUSES:
         raise ValueError(f"{where}: status {record['status']!r} not in {STATUSES}")
     if record["status"] == "diverged" and record["diverged_step"] is None:

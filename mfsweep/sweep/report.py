@@ -328,6 +328,12 @@ class _Sections:
                                                      key + (" (log scale)" if log else ""), log=log)
                 sec.figures.append((name, f"{key} from history.csv, mean over the completed seeds of each alpha."
                                           + notes[key]))
+        scheduled = [s for s in self.settings if any(r.grid_alpha is None for r in s.rows)]
+        if by_setting := _curves(scheduled, self.histories, "train/alpha"):
+            self.figures["alpha_curves"] = curves_by_alpha([CurvePanel(k, v) for k, v in by_setting.items()],
+                                                           "train/alpha")
+            sec.figures.append(("alpha_curves", "alpha along training under each schedule (train/alpha from "
+                                                "history.csv), mean over the completed seeds, coloured by its mean."))
         return sec if sec.figures else None
 
     def diagnostics(self) -> Section | None:

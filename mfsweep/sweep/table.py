@@ -195,13 +195,17 @@ def matched_table(label: str, key: str, steps: list[StepVerdict]) -> Table:
 
 
 def grid_table(settings: list[Setting], metric: str, title: str) -> Table:
-    """Settings x alphas of `metric`, mean ± SEM; each row's best alpha (`best_alpha`'s rule) in bold."""
-    alphas = sorted({a for s in settings for a in s.alphas})
-    columns = ["setting"] + [f"alpha = {a:g}" for a in alphas]
+    """Settings x alphas of `metric`, mean ± SEM; each row's best alpha (`best_alpha`'s rule) in bold. A setting
+    under a schedule other than constant has its value in the last column, `schedule`."""
+    alphas = sorted({r.grid_alpha for s in settings for r in s.rows if r.grid_alpha is not None})
+    scheduled = any(r.grid_alpha is None for s in settings for r in s.rows)
+    columns = ["setting"] + [f"alpha = {a:g}" for a in alphas] + (["schedule"] if scheduled else [])
     rows, cells, bold = [], [], set()
     for i, s in enumerate(settings):
         best = best_alpha(s, metric)
         stats = [s.row(a).stat(metric) if s.row(a) else None for a in alphas]
+        if scheduled:
+            stats.append(next((r.stat(metric) for r in s.rows if r.grid_alpha is None), None))
         rows.append({"setting": s.label} | dict(zip(columns[1:], stats)))
         cells.append([s.label] + [stat_text(st, _formatter(metric)) for st in stats])
         bold |= {(i, j + 1) for j, a in enumerate(alphas) if a == best}
@@ -212,16 +216,17 @@ def grid_table(settings: list[Setting], metric: str, title: str) -> Table:
 
 def settings_table(settings: list[Setting], held: list[tuple[dict, dict]]) -> Table:
     """What each setting trained, read from its records, and its loss keys held fixed across alpha."""
-    columns = ["setting", "task", "dataset", "dim", "tangent", "anchor_weight", "adaptive_p", "steps", "alphas",
-               "seeds", "loss keys held fixed across alpha", "loss keys that vary with alpha"]
+    columns = ["setting", "task", "dataset", "dim", "alpha_schedule", "tangent", "anchor_weight", "adaptive_p",
+               "steps", "alphas", "seeds", "loss keys held fixed across alpha", "loss keys that vary with alpha"]
     rows, cells = [], []
     for s, (fixed, varying) in zip(settings, held):
-        row = {"setting": s.label} | {k: s.keys[k] for k in columns[1:7]} | {
+        row = {"setting": s.label} | {k: s.keys[k] for k in columns[1:8]} | {
             "steps": s.steps(), "alphas": s.alphas, "seeds": s.seeds,
             "loss keys held fixed across alpha": fixed, "loss keys that vary with alpha": varying}
         rows.append(row)
-        cells.append([s.label] + [str(s.keys[k]) for k in columns[1:7]] + [
-            ", ".join(map(str, row["steps"])) or "-", ", ".join(f"{a:g}" for a in s.alphas),
+        cells.append([s.label] + [str(s.keys[k]) for k in columns[1:8]] + [
+            ", ".join(map(str, row["steps"])) or "-",
+            ", ".join(f"{a:g}" if r.grid_alpha is not None else f"mean {a:g}" for a, r in zip(s.alphas, s.rows)),
             ", ".join(map(str, s.seeds)), ", ".join(f"{k}={v}" for k, v in fixed.items()) or "-",
             "; ".join(f"{k}: " + ", ".join(f"{v} at alpha={a:g}" for a, vs in by.items() for v in vs)
                       for k, by in varying.items()) or "none"])
@@ -244,7 +249,7 @@ def problems_table(settings: list[Setting], root: Path | None = None) -> Table:
                     continue
                 cell = r.cells.get(seed)
                 rec = cell.record if cell else {}
-                folder = cell.path if cell else expected_dir(s, r.alpha, seed)
+                folder = cell.path if cell else expected_dir(s, r.grid_alpha, seed)
                 detail = {"failed": rec.get("error") or "",
                           "diverged": f"diverged at step {rec.get('diverged_step')}",
                           "missing": rec.get("reason") or "no result.json (not run, still running, or killed)"}[status]

@@ -105,10 +105,16 @@ class Verdict:
     alphas: int  # in the grid, completed or not
     at_zero: float | None = None
     measured: bool = True  # some completed cell recorded the metric  # mean metric at alpha = 0, to say the difference's size relative to it
+    # under a schedule other than constant (no alpha grid): the metric's (mean, SEM, completed seeds)
+    scheduled: tuple[float | None, float | None, int] | None = None
 
     def sentence(self) -> str:
         m = self.metric.upper()
         head = f"{self.setting}: "
+        if self.scheduled is not None and self.best is not None:
+            mean, sem, n = self.scheduled
+            return head + (f"an alpha schedule (mean alpha {self.best:g}): {m} {fmt_pm(mean, sem)} over {n} "
+                           f"seed{'s' * (n != 1)}; compare with the constant-alpha settings beside it.") + self._caveat()
         if self.best is None:
             if not self.measured:
                 return head + f"no verdict: no completed cell recorded {m}." + self._caveat()
@@ -174,8 +180,12 @@ def verdict(setting: Setting, metric: str | None = None) -> Verdict:
     zero_row = setting.row(0.0)
     at_zero = zero_row.stats.get(metric, (None,))[0] if zero_row else None
     measured = any(r.stats.get(metric, (None,))[0] is not None for r in setting.rows)
+    scheduled = None
+    if all(r.grid_alpha is None for r in setting.rows):  # a schedule's setting is its one row
+        mean, sem = setting.rows[0].stats.get(metric, (None, None))
+        scheduled = (mean, sem, setting.rows[0].count("completed"))
     return Verdict(setting.label, metric, best, against, difference, len(setting.seeds), counts,
-                   zero_row is not None, len(setting.rows), at_zero, measured)
+                   zero_row is not None, len(setting.rows), at_zero, measured, scheduled)
 
 
 # ---------------------------------------------------------------------------------------------------------

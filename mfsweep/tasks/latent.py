@@ -41,10 +41,11 @@ from torch.utils.data import DataLoader
 from mfsweep.data.images import ImageData, make_image_data
 from mfsweep.method.guidance import drop_labels, guidance_active, guided_velocity
 from mfsweep.method.sampler import sample
+from mfsweep.method.schedule import AlphaSchedule
 from mfsweep.method.time import sample_t_r
 from mfsweep.metrics.fid import FID
 from mfsweep.models.dit import DiT
-from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule, module_kwargs
+from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule, member_components, module_kwargs
 from mfsweep.tasks.streams import derive_seed, generator
 from mfsweep.tasks.vector import _Ticks
 
@@ -99,7 +100,7 @@ class LatentDiTTask(MeanFlowModule):
     def __init__(
         self,
         data: ImageData,
-        alpha: float,
+        schedule: AlphaSchedule,
         seed: int,
         *,
         model_cfg: dict[str, Any],
@@ -123,7 +124,7 @@ class LatentDiTTask(MeanFlowModule):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, "init"))
             model = DiT(input_size=h, in_channels=c, num_classes=num_classes, **model_cfg)
-        super().__init__(model, [alpha], **kwargs)
+        super().__init__(model, schedule, proxy_generators=[generator(seed, "proxy")], **kwargs)
         self.data, self.seed, self.batch_size, self.time_cfg = data, seed, batch_size, dict(time_cfg)
         self.guidance, self.fid_cfg = guidance, fid
         self.fid_samples, self.eval_samples, self.eval_steps = fid_samples, eval_samples, eval_steps
@@ -138,8 +139,9 @@ class LatentDiTTask(MeanFlowModule):
             raise ValueError("latent_dit trains one cell per process: give one alpha.value and one seed "
                              "(sweep them with a per-run multirun, -m alpha.value=0.0,0.5)")
         ds, m = cfg.dataset, cfg.model
+        schedule, proxy = member_components(cfg, alphas, settings)
         return cls(
-            make_image_data(**ds), alphas[0], seeds[0],
+            make_image_data(**ds), schedule, seeds[0], proxy=proxy,
             model_cfg={k: m[k] for k in ("patch_size", "hidden_size", "depth", "num_heads", "mlp_ratio")},
             num_classes=ds.num_classes, batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
             guidance=GuidanceConfig(**cfg.guidance), fid=FIDConfig(**cfg.metrics.fid),
@@ -261,8 +263,8 @@ class LatentDiTTask(MeanFlowModule):
         active = guidance_active(batch.t, batch.y == null, g.t_min, g.t_max)
         return torch.where(self._bcast_time(active), guided_velocity(v_c, u_cond, u_uncond, g.omega, g.mix), v_c)
 
-    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        out = super().losses(batch)
+    def losses(self, batch: Batch, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super().losses(batch, alpha)
         if self._world()[1] == 1:
             return out
         # Each value becomes the global batch's (for the logs and the divergence flag, which every rank must

@@ -18,7 +18,7 @@ import torch
 from mfsweep.method.time import sample_t_r
 
 # Appended only: a purpose's index seeds its stream, so reordering would change every recorded cell.
-_PURPOSES = ("init", "train", "eval", "reference", "gradvar", "diagnostics", "floor")
+_PURPOSES = ("init", "train", "eval", "reference", "gradvar", "diagnostics", "floor", "proxy")
 
 
 def derive_seed(seed: int, purpose: str) -> int:

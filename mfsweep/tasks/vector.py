@@ -9,10 +9,13 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from mfsweep.data import make_vector_dataset
+from mfsweep.method.proxy import Proxy
 from mfsweep.method.sampler import sample
+from mfsweep.method.schedule import AlphaSchedule
 from mfsweep.metrics.sliced import PROJECTIONS_RECIPE, sliced_wasserstein
 from mfsweep.models.mlp import EnsembleMLP
-from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule, first_values, module_kwargs, use_compile
+from mfsweep.tasks.meanflow import (Batch, CellEval, MeanFlowModule, first_values, member_components, module_kwargs,
+                                    use_compile)
 from mfsweep.tasks.streams import Sampler, VectorStreams, generator
 
 
@@ -25,7 +28,7 @@ class _Ticks(IterableDataset):
 
 
 class VectorTask(MeanFlowModule):
-    """MeanFlow on vectors in R^d for E (alpha, seed) members at once."""
+    """MeanFlow on vectors in R^d for E members at once (member i: `schedule`'s alpha i, `seeds[i]`)."""
 
     task_name = "toy"
     sample_ndim = 1
@@ -33,9 +36,10 @@ class VectorTask(MeanFlowModule):
     def __init__(
         self,
         dataset: Sampler,
-        alphas: Sequence[float],
+        schedule: AlphaSchedule,
         seeds: Sequence[int],
         *,
+        proxy: Proxy,
         width: int,
         depth: int,
         batch_size: int,
@@ -43,19 +47,20 @@ class VectorTask(MeanFlowModule):
         curve_eval: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
-        if len(alphas) != len(seeds):
-            raise ValueError(f"one seed per alpha: got {len(alphas)} alphas and {len(seeds)} seeds")
-        model = EnsembleMLP(len(alphas), dataset.dim, width, depth)
+        if schedule.n_members != len(seeds):
+            raise ValueError(f"one seed per member: got {schedule.n_members} members and {len(seeds)} seeds")
+        model = EnsembleMLP(len(seeds), dataset.dim, width, depth)
         for i, seed in enumerate(seeds):
             model.init_member(i, generator(seed, "init"))
         # Gaussian mixtures and finite sets know their posterior: the oracle proxy and exact diagnostics.
         posterior = dataset if hasattr(dataset, "sample_posterior") else None
         oracle = posterior.marginal_velocity if posterior is not None else None
-        super().__init__(model, list(alphas), oracle=oracle, posterior=posterior, **kwargs)
+        super().__init__(model, schedule, proxy=proxy, oracle=oracle, posterior=posterior,
+                         proxy_generators=[generator(seed, "proxy") for seed in seeds], **kwargs)
         self.dataset, self.seeds = dataset, list(seeds)
         self.batch_size, self.time_cfg = batch_size, dict(time_cfg)
         # Each member's (t, r) distribution: the job's, with the member's own time.* values.
-        settings = kwargs.get("settings") or [{}] * len(alphas)
+        settings = kwargs.get("settings") or [{}] * len(seeds)
         self.member_time_cfgs = [self.time_cfg | {k.split(".", 1)[1]: v for k, v in s.items() if k.startswith("time.")}
                                  for s in settings]
         self.curve_eval = dict(curve_eval or {"every_n_samples": 2000, "n_steps": 1, "projection_seed": 0})
@@ -66,15 +71,17 @@ class VectorTask(MeanFlowModule):
         return self.dataset.dim
 
     @classmethod
-    def from_config(cls, cfg: Any, alphas: Sequence[float], seeds: Sequence[int],
+    def from_config(cls, cfg: Any, alphas: Sequence[float | None], seeds: Sequence[int],
                     settings: Sequence[Mapping[str, Any]] | None = None) -> "VectorTask":
-        """The task for members `(alphas[i], seeds[i], settings[i])`; `settings[i]` holds member i's values of
-        the other per-member keys (`{"trainer.lr": 0.003, "time.ratio": 0.75}`)."""
+        """The task for members `(alphas[i], seeds[i], settings[i])`; `alphas[i]` is member i's `alpha.value`
+        (None under a schedule without one), `settings[i]` its values of the other per-member keys
+        (`{"trainer.lr": 0.003, "time.ratio": 0.75, "alpha.end": 0.5}`)."""
         kwargs = module_kwargs(cfg, settings)
+        schedule, proxy = member_components(cfg, alphas, settings)
         cfg = first_values(cfg)
-        kwargs["compile"] = use_compile(cfg.trainer.get("compile", False), cfg.trainer.max_steps, len(alphas))
+        kwargs["compile"] = use_compile(cfg.trainer.get("compile", False), cfg.trainer.max_steps, len(seeds))
         dataset = make_vector_dataset(**{k: v for k, v in cfg.dataset.items() if k != "task"})
-        return cls(dataset, alphas, seeds, width=cfg.model.width, depth=cfg.model.depth,
+        return cls(dataset, schedule, seeds, proxy=proxy, width=cfg.model.width, depth=cfg.model.depth,
                    batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
                    curve_eval={k: cfg.eval[k] for k in ("every_n_samples", "n_steps", "projection_seed")},
                    **kwargs)
