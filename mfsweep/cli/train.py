@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from mfsweep.cli.validate import validate
 from mfsweep.sweep.cells import context_name
-from mfsweep.sweep.runner import quiet, run
+from mfsweep.sweep.runner import run
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -30,7 +30,6 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 def train(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Validate the job's config, then train its cells under `root/context` (`runner.run`) and return their
     records."""
-    quiet()
     validate(cfg)
     return run(cfg, root, context, overrides)
 

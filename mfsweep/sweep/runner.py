@@ -79,7 +79,6 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
     """Train the cells of one job (a valid config) under `root/context` and return their records (resuming
     from the job's last checkpoint when one exists). `overrides` are the job's command-line overrides: the
     per-member keys they name are part of each cell's setting (and folder), the others of the job's context."""
-    quiet()
     packed_keys = list(cfg.sweep.packed_keys)
     cells = job_cells(root, context, cfg, setting_keys(overrides, packed_keys))
     todo = [c for c in cells if needs_training(c, cfg.sweep.rerun)]
@@ -91,6 +90,8 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
         return []
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    quiet()  # after the import: importing Lightning sets its loggers' levels
 
     from mfsweep.tasks import task_class
     from mfsweep.tasks.checkpointing import LastCheckpoint
@@ -226,6 +227,8 @@ def quiet() -> None:
     """Silence Lightning's and the environment's chatter that says nothing about the run."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # torch.compile on a CPU-only machine warns that no CUDA runtime exists: true, and irrelevant here.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|GPU available|TPU available).*")
     warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
