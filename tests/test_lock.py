@@ -12,7 +12,7 @@ from pathlib import Path
 
 from test_plan import ARGS, CLI
 
-from mfsweep.cli.report import provenance_warnings
+from mfsweep.sweep.report import build_report, provenance_warnings, report_text, write_report
 from mfsweep.sweep.aggregate import collect, group_settings, summarise
 from mfsweep.sweep.lock import LOCK, acquire, read_lock, release
 from mfsweep.sweep.record import make_record, read_record, write_record
@@ -76,6 +76,11 @@ def test_a_setting_with_records_from_different_code_is_flagged(tmp_path):
     (warning,) = provenance_warnings([setting])
     assert "swiss_roll" in warning and "git_commit: 2 values (1111111aaa, 2222222bbb)" in warning
     assert "config_hash" not in warning  # alpha and seed are not part of the hash
+    # The report says so in its verdict section, on the page, in report.md and on the terminal.
+    rep = build_report(tmp_path)
+    paths = write_report(rep)
+    for text in (paths["html"].read_text(), paths["markdown"].read_text(), report_text(rep)):
+        assert "git_commit: 2 values" in " ".join(text.replace("\\_", "_").split())  # markdown escapes _
     rec = read_record(cell)["provenance"]
     assert set(rec) == {"mfsweep", "git_commit", "git_dirty", "torch", "device", "hostname", "config_hash"}
     assert rec["device"] == "cpu" and rec["hostname"] == socket.gethostname()

@@ -13,26 +13,14 @@ from pathlib import Path
 
 import matplotlib
 
-from mfsweep.sweep.provenance import provenance_differences
 from mfsweep.sweep.report import build_report, report_text, shown_path, write_report
-
-
-def provenance_warnings(settings) -> list[str]:
-    """One line per setting whose records were not all made by the same code and config."""
-    out = []
-    for s in settings:
-        differences = provenance_differences([c.record for c in s.cells()])
-        if differences:
-            out.append(f"warning: {s.label}: its records differ in " + "; ".join(differences))
-    return out
 
 
 def report(sweep_dir: Path) -> str:
     """Build and write the report of `sweep_dir`; return the console summary (ValueError for a bad folder)."""
     rep = build_report(sweep_dir)
     paths = write_report(rep)
-    warnings = "".join(f"\n{w}" for w in provenance_warnings(rep.settings))
-    return (report_text(rep) + warnings + f"\n\nwrote {shown_path(paths['summary'])}, "
+    return (report_text(rep) + f"\n\nwrote {shown_path(paths['summary'])}, "
             f"{shown_path(paths['markdown'])}\nreport: {shown_path(paths['html'])}")
 
 

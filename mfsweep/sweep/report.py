@@ -33,6 +33,7 @@ from mfsweep.sweep.plots import (
     AlphaPanel, AlphaStarPanel, CurvePanel, SamplePanel, curves_by_alpha, metric_vs_alpha, predicted_vs_measured,
     samples_grid,
 )
+from mfsweep.sweep.provenance import provenance_differences
 from mfsweep.sweep.record import SAMPLES
 from mfsweep.sweep.table import (
     TERMINAL, Table, csv_rows, diagnostics_table, grid_table, headline_table, matched_table, problems_table,
@@ -205,6 +206,7 @@ class _Sections:
         self.figures: dict[str, Figure] = {}
         self.histories = _histories(settings)
         self.verdicts = [verdict(s) for s in settings]
+        self.warnings = provenance_warnings(settings)
         self.matched: dict[str, Matched] = {}
         for s in (s for s in settings if len(s.rows) > 1):  # one alpha: no verdict to follow over training
             by_alpha = setting_histories(s, read_history)
@@ -219,7 +221,7 @@ class _Sections:
         text = [v.sentence() + (f" At matched steps ({self.matched[v.setting].key}): "
                                 f"{self.matched[v.setting].stability}." if v.setting in self.matched else "")
                 for v in self.verdicts]
-        sec = Section("Verdict", text)
+        sec = Section("Verdict", text + self.warnings)
         # The paired plot of each setting's verdict metric: SW1, or FID for a DiT sweep (one figure per metric).
         for metric in dict.fromkeys(v.metric for v in self.verdicts):
             judged = [s for s, v in zip(self.settings, self.verdicts) if v.metric == metric]
@@ -435,6 +437,18 @@ def render_html(report: Report, pngs: dict[str, bytes]) -> str:
     return "\n".join(out + ["</body></html>"])
 
 
+def provenance_warnings(settings: list[Setting]) -> list[str]:
+    """One line per setting whose records were not all made by the same code and config: its comparison may
+    mix versions."""
+    out = []
+    for s in settings:
+        differences = provenance_differences([c.record for c in s.cells()])
+        if differences:
+            out.append(f"Warning: {s.label}: its records differ in " + "; ".join(differences)
+                       + ", so its alphas may not compare like with like.")
+    return out
+
+
 def report_text(report: Report, width: int = TERMINAL) -> str:
     """The console summary within `width` columns: counts, the verdict per setting, the headline table and
     what did not complete (the SW1 grid, 11 alphas wide, is in the pages)."""
@@ -446,6 +460,8 @@ def report_text(report: Report, width: int = TERMINAL) -> str:
         if v.setting in report.matched:
             line += f" At matched steps: {report.matched[v.setting].stability}."
         parts[-1] += "\n" + textwrap.fill(line, width, initial_indent="- ", subsequent_indent="  ")
+    for w in report.sections[0].text[len(report.verdicts):]:
+        parts[-1] += "\n" + textwrap.fill(w, width, initial_indent="- ", subsequent_indent="  ")
     parts.append(report.tables["headline"].text(width))
     if report.tables["problems"].rows:
         parts.append(report.tables["problems"].text(width))
