@@ -41,8 +41,10 @@ PER_KEY = {
     "loss.anchor_weight": ("[0.05,0.0]", "0.0"),
     "loss.offset": ("[0.02,0.2]", "0.2"),
 }
-# The eps of the adaptive weight acts only where the weight is on.
-EXTRA = {"loss.adaptive_eps": ["loss.adaptive_p=1.0"]}
+# The eps of the adaptive weight acts only where the weight is on; mu and sigma only for logit-normal times
+# (the toy recipe's are uniform).
+EXTRA = {"loss.adaptive_eps": ["loss.adaptive_p=1.0"], "time.mu": ["time.dist=logit_normal"],
+         "time.sigma": ["time.dist=logit_normal"]}
 
 
 def test_every_per_member_key_is_covered_and_is_the_default_packed_set():
