@@ -20,7 +20,8 @@ from slurm_cluster import SlurmCluster
 pytestmark = pytest.mark.slurm
 
 GRID = ["sweep.mode=packed", "dataset=swiss_roll,two_moons", "alpha.value=0.0,1.0", "seed=0", "logger=csv",
-        "sweep.name=plan-test", "trainer.max_steps=300"]
+        "sweep.name=plan-test", "trainer.max_steps=3000"]  # long enough that the cancel lands mid-training on a
+                                                            # quiet machine too (300 steps could finish first)
 
 
 def _start(root: Path) -> subprocess.Popen:
