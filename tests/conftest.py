@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.cli.train import CONF_DIR, train
 from slurm_cluster import slurm_cluster  # noqa: F401  (session fixture: a real local SLURM)
@@ -26,6 +26,15 @@ def compose_cfg(*overrides: str) -> DictConfig:
     """The composed config for `overrides`, exactly as `mfsweep-train` would build it (no hydra node)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=list(overrides))
+
+
+def group_yaml(group: str, name: str, **overrides) -> DictConfig:
+    """`conf/<group>/<name>.yaml` as composed under a config with a trainer (for `${trainer.max_steps}`), with
+    `overrides` of its own keys."""
+    root = OmegaConf.create({"trainer": {"max_steps": 4000}, group: OmegaConf.load(CONF_DIR / group / f"{name}.yaml")})
+    for key, value in overrides.items():
+        OmegaConf.update(root, f"{group}.{key}", value)
+    return root[group]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Tangent proxies (mfsweep/method/proxy.py) against independent computations: the EMA against a hand EMA,
 the online proxy against the live network at t - D, the oracle passing through, the velocity head learning
-a Gaussian mixture's marginal velocity; checks naming the key; the staging YAMLs; and the structural check
+a Gaussian mixture's marginal velocity; checks naming the key; the group YAMLs; and the structural check
 (a new proxy is one module plus one YAML)."""
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+
+from conftest import group_yaml
 
 from mfsweep.data.gmm import GaussianMixture
 from mfsweep.method.component import ConfigValueError
@@ -259,17 +260,14 @@ def test_bad_keys_fail_naming_the_key(build, message):
     assert str(err.value).startswith(message)
 
 
-# --- the staging YAMLs ---------------------------------------------------------------------------------
+# --- the group YAMLs ------------------------------------------------------------------------------------
 
 def staged(name: str, group: str = "tangent", **overrides):
-    cfg = OmegaConf.create({"trainer": {"max_steps": 4000}, group: OmegaConf.load(CONF / group / f"{name}.yaml")})
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, f"{group}.{key}", value)
-    return cfg[group]
+    return group_yaml(group, name, **overrides)
 
 
 @pytest.mark.parametrize("name", YAMLS)
-def test_staging_yaml_builds_its_class_with_exactly_its_keys(name):
+def test_group_yaml_builds_its_class_with_exactly_its_keys(name):
     assert set(BUILT_IN) <= set(YAMLS)
     cfg = staged(name)
     proxy = build_proxy(cfg)
@@ -284,7 +282,7 @@ def test_staging_yaml_builds_its_class_with_exactly_its_keys(name):
     assert proxy.spec(0)["name"] == name
 
 
-def test_staging_yaml_bad_values_fail_naming_the_key():
+def test_group_yaml_bad_values_fail_naming_the_key():
     with pytest.raises(ConfigValueError, match=r"^tangent\.ema_decay must be in \[0, 1\), got 1\.5"):
         build_proxy(staged("ema", ema_decay=1.5))
     with pytest.raises(ConfigValueError, match=r"^tangent\.head\.width must be a positive integer, got 0"):
@@ -300,7 +298,7 @@ def test_staging_yaml_bad_values_fail_naming_the_key():
         conditional.check_schedule(build_schedule(staged("constant", "alpha", value=[0.0, 0.5])))
 
 
-def test_staging_ema_yaml_takes_per_member_decays():
+def test_group_ema_yaml_takes_per_member_decays():
     proxy = build_proxy(staged("ema", ema_decay=[0.9, 0.99, 0.999]))
     proxy.setup(ensemble())
     assert proxy.spec(2) == {"name": "ema", "ema_decay": 0.999}

@@ -1,5 +1,5 @@
 """Alpha schedules (mfsweep/method/schedule.py): values against hand computations, per-member keys, the
-adaptive schedules against the closed-form alpha* of docs/method.md 4, checks naming the key, the staging
+adaptive schedules against the closed-form alpha* of docs/method.md 4, checks naming the key, the group
 YAMLs, and the structural check of issue 12 (a new schedule is one module plus one YAML)."""
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+
+from conftest import group_yaml
 
 from mfsweep.method.component import ConfigValueError
 from mfsweep.method.schedule import (
@@ -288,18 +289,14 @@ def test_build_names_unknown_keys_and_targets():
         build_schedule({"value": 0.5})
 
 
-# --- the staging YAMLs ---------------------------------------------------------------------------------
+# --- the group YAMLs ------------------------------------------------------------------------------------
 
 def staged(name: str, group: str = "alpha", **overrides):
-    """The staging YAML as composed under a config with a trainer (for `${trainer.max_steps}`)."""
-    root = OmegaConf.create({"trainer": {"max_steps": 4000}, group: OmegaConf.load(CONF / group / f"{name}.yaml")})
-    for key, value in overrides.items():
-        OmegaConf.update(root, f"{group}.{key}", value)
-    return root[group]
+    return group_yaml(group, name, **overrides)
 
 
 @pytest.mark.parametrize("name", YAMLS)
-def test_staging_yaml_builds_its_class_with_exactly_its_keys(name):
+def test_group_yaml_builds_its_class_with_exactly_its_keys(name):
     assert set(BUILT_IN) <= set(YAMLS)
     cfg = staged(name)
     schedule = build_schedule(cfg, n_members=2)
@@ -311,7 +308,7 @@ def test_staging_yaml_builds_its_class_with_exactly_its_keys(name):
     assert spec["name"] == name and set(spec) - {"name"} == params
 
 
-def test_staging_yaml_takes_per_member_overrides():
+def test_group_yaml_takes_per_member_overrides():
     schedule = build_schedule(staged("linear", end=[1.0, 0.5], end_step=100))
     assert schedule.n_members == 2
     assert schedule.alpha(50).tolist() == pytest.approx([0.5, 0.25])
