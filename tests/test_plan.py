@@ -17,7 +17,7 @@ from mfsweep.cli.status import main as status_main
 from mfsweep.sweep.runner import checkpoint_path
 from mfsweep.sweep.aggregate import collect, group_settings, summarise
 from mfsweep.sweep.cells import context_name, job_cells, setting_keys
-from mfsweep.sweep.plan import read_plan
+from mfsweep.sweep.plan import assign_tasks, merge_plan, read_plan
 
 CLI = str(Path(sys.executable).parent / "mfsweep-train")
 ARGS = [a for a in TINY if not a.startswith("logger")] + ["tangent=ema", "trainer.max_steps=20",
@@ -107,3 +107,32 @@ def test_relaunch_of_a_finished_sweep_submits_nothing_and_status_says_so(tmp_pat
     text = capsys.readouterr().out
     assert "2 planned cells: 2 completed, 0 failed, 0 diverged, 0 missing" in text and "to train" not in text
     assert len(json.loads((root / "plan.json").read_text())["launches"]) == 2
+
+
+def test_a_relaunch_gives_array_tasks_to_its_own_cells_only(tmp_path):
+    """Job numbers restart at 0 in every launch: the relaunch's job 0 is not the first launch's job 0."""
+    def entry(folder: str, job: int) -> dict:
+        return {"dir": folder, "job": job, "launched": True, "array_task": None}
+
+    first = merge_plan(tmp_path, ["first"], "slurm", [entry("a", 0), entry("b", 1)])
+    assert assign_tasks(first, {"100_0", "100_1"}, [[0, 1]])
+    assert {c["dir"]: c["array_task"] for c in first["cells"]} == {"a": "100_0", "b": "100_1"}
+    (tmp_path / "plan.json").write_text(json.dumps(first))
+
+    second = merge_plan(tmp_path, ["second"], "slurm", [entry("c", 0)])
+    assert assign_tasks(second, {"200"}, [[0]])  # a batch of one job is a plain job, not an array
+    assert {c["dir"]: c["array_task"] for c in second["cells"]} == {"a": "100_0", "b": "100_1", "c": "200"}
+    assert [c["launch"] for c in second["cells"]] == [0, 0, 1]
+
+
+def test_status_table_keeps_a_schedule_name_apart_from_its_cells(tmp_path):
+    """A schedule row is named by the schedule; a long name (adaptive_h) must not run into the first cell."""
+    from mfsweep.cli.status import setting_tables
+    from mfsweep.sweep.states import PlannedCell
+
+    entry = lambda seed: {"setting": {"alpha": "adaptive_h"}, "alpha": None, "seed": seed,  # noqa: E731
+                          "alpha_spec": {"name": "adaptive_h"}}
+    cells = [PlannedCell(entry(0), tmp_path, "completed"), PlannedCell(entry(1), tmp_path, "missing", "running")]
+    header, columns, row = setting_tables(cells)
+    assert row.split() == ["adaptive_h", "ok", "running"]
+    assert row.index("ok") == columns.index("seed=0") and row.index("running") == columns.index("seed=1")

@@ -30,11 +30,7 @@ from mfsweep.sweep.cells import context_name, plan_cells
 from mfsweep.tasks.tracking import wandb_run_id
 from slurm_cluster import SlurmCluster
 
-# Kept out of `make test` for now (`make test-slow` runs it): run alone on 2026-11-29, the requeued task of the
-# preempted grid never wrote the checkpoint of its resumed run within 300 s while the per-run relaunch shared the
-# sweep folder (the whole suite had passed that step an hour earlier). Suspect: the plan's task assignment of a
-# relaunch also re-labels the first launch's cells (plan.assign_tasks matches job numbers across launches).
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = pytest.mark.slurm
 
 CLI = str(Path(sys.executable).parent / "mfsweep-train")
 STEPS = 200

@@ -54,12 +54,14 @@ def setting_tables(cells: list[PlannedCell]) -> list[str]:
         lines.append(f"{setting_label(settings[key], keys)}: {counts['completed']}/{len(group)} completed"
                      + (f"  (SLURM {', '.join(tasks)})" if tasks else ""))
         width = max([len(_word(c)) for c in group] + [8])
-        lines.append("  " + "alpha".ljust(8) + "".join(f"seed={s}".ljust(width + 2) for s in seeds))
+        # a schedule's cells (no grid alpha) are one row named by the schedule
+        names = {a: f"{a:g}" if a is not None else str(group[0].entry.get("alpha_spec", {}).get("name", "schedule"))
+                 for a in alphas}
+        first = max([len(n) for n in names.values()] + [6]) + 2
+        lines.append("  " + "alpha".ljust(first) + "".join(f"seed={s}".ljust(width + 2) for s in seeds))
         for a in alphas:
             row = [(_word(grid[a, s]) if (a, s) in grid else "-").ljust(width + 2) for s in seeds]
-            # a schedule's cells (no grid alpha) are one row named by the schedule
-            name = f"{a:g}" if a is not None else str(group[0].entry.get("alpha_spec", {}).get("name", "schedule"))
-            lines.append("  " + name.ljust(8) + "".join(row).rstrip())
+            lines.append("  " + names[a].ljust(first) + "".join(row).rstrip())
     return lines
 
 

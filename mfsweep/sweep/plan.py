@@ -5,7 +5,8 @@ Written atomically by the launching process (the Hydra sweeper) before it submit
 learns which SLURM array task owns which cell; a relaunch into the same folder merges its cells in (a cell
 keeps its entry, with the ids of the launch that last submitted it). Each cell entry holds its folder
 relative to the sweep root, its setting (the job's overrides other than alpha and seed), its alpha spec and
-seed, and the overrides of the job that trains it.
+seed, the overrides of the job that trains it, and `launch`: the index (in `launches`) of the launch that last
+planned it, whose job numbers its `job` counts.
 """
 from __future__ import annotations
 
@@ -100,7 +101,9 @@ def merge_plan(root: Path, command: list[str], launcher: str, entries: list[dict
     takes this launch's entry (its job, overrides; its array task once submitted)."""
     old = read_plan(root) or {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "cells": []}
     cells = {c["dir"]: c for c in old["cells"]}
+    launch = len(old.get("launches", []))
     for e in entries:
+        e["launch"] = launch
         if not e["launched"] and e["dir"] in cells:
             e["array_task"] = cells[e["dir"]].get("array_task")  # still the task of the launch that trained it
         cells[e["dir"]] = e
@@ -119,17 +122,18 @@ def submitted_tasks(root: Path) -> set[str]:
 
 
 def assign_tasks(plan: dict[str, Any], new_tasks: set[str], jobs: list[list[int]]) -> bool:
-    """Give each submitted cell its array task: submitit submits batch k of `jobs` (job numbers) as the k-th
-    new array, job i of a batch as its task i. Returns whether anything changed."""
+    """Give each cell this launch submitted its array task: submitit submits batch k of `jobs` (job numbers)
+    as the k-th new array, job i of a batch as its task i. Job numbers restart at 0 in every launch, so only
+    the latest launch's cells are matched. Returns whether anything changed."""
     arrays = sorted({t.split("_")[0] for t in new_tasks}, key=int)
     owner = {}
     for array, batch in zip(arrays, jobs):
         owner |= {job: f"{array}_{i}" for i, job in enumerate(batch) if f"{array}_{i}" in new_tasks}
         if array in new_tasks:  # a batch of one job, submitted as a plain job
             owner[batch[0]] = array
-    changed = False
+    latest, changed = len(plan["launches"]) - 1, False
     for c in plan["cells"]:
-        if c.get("launched") and c["job"] in owner and c.get("array_task") != owner[c["job"]]:
+        if c.get("launched") and c.get("launch") == latest and c["job"] in owner and c.get("array_task") != owner[c["job"]]:
             c["array_task"], changed = owner[c["job"]], True
     return changed
 
