@@ -265,6 +265,7 @@ def test_adaptive_h_gives_each_sample_its_bins_alpha():
     (AdaptiveAlpha, {"low": 0.8, "high": 0.2}, "alpha.high must be >= alpha.low (0.8), got 0.2"),
     (AdaptiveAlpha, {"smoothing": 1.0}, "alpha.smoothing must be in [0, 1), got 1"),
     (AdaptiveAlpha, {"estimate": "exact"}, "alpha.estimate must be one of ['scalar', 'upper_bound', 'matrix']"),
+    (AdaptiveAlpha, {"estimate": ["scalar", "matrix"]}, "alpha.estimate takes one value for all the members"),
     (AdaptiveHAlpha, {"init": 3}, "alpha.init must be in [0, 1], got 3"),
 ])
 def test_bad_keys_fail_naming_the_key(cls, kwargs, message):
@@ -377,3 +378,16 @@ def test_a_new_schedule_is_one_module_plus_one_yaml(tmp_path, monkeypatch):
     with pytest.raises(ConfigValueError, match=r"^alpha\.steps must be a positive integer, got 0"):
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
             build_schedule(compose("config", overrides=["alpha.steps=0"]).alpha)
+
+
+def test_a_shared_key_named_on_a_packed_command_line_reaches_every_member_as_one_value():
+    """`alpha=adaptive alpha.estimate=matrix seed=0,1` in packed mode: estimate is part of each cell's setting
+    (it names the folder), but the members share it: the schedule gets 'matrix', not ['matrix', 'matrix']."""
+    from conftest import compose_cfg
+    from mfsweep.sweep.components import member_schedule
+
+    cfg = compose_cfg("dataset=dgmm", "alpha=adaptive", "alpha.estimate=matrix", "seed=[0,1]")
+    schedule = member_schedule(cfg, [{"alpha.estimate": "matrix", "seed": 0}, {"alpha.estimate": "matrix", "seed": 1}])
+    assert (schedule.estimate, schedule.n_members) == ("matrix", 2)
+    with pytest.raises(ConfigValueError, match=r"^alpha\.estimate takes one value for all the members"):
+        member_schedule(cfg, [{"alpha.estimate": "matrix"}, {"alpha.estimate": "scalar"}])

@@ -284,6 +284,10 @@ class AdaptiveAlpha(AlphaSchedule):
 
     def __init__(self, every: Any = 200, init: Any = 0.0, warmup: Any = 500, low: Any = 0.0, high: Any = 1.0,
                  smoothing: Any = 0.5, estimate: str = "scalar", n_members: int | None = None):
+        if isinstance(estimate, Sequence) and not isinstance(estimate, str):  # a packed sweep over it
+            raise ConfigValueError(self.key("estimate"), f"takes one value for all the members of a process, got "
+                                                         f"{list(estimate)}: sweep it with sweep.mode=per_run, or "
+                                                         "launch one packed sweep per value")
         if estimate not in ESTIMATES:
             raise ConfigValueError(self.key("estimate"), f"must be one of {list(ESTIMATES)}, got {estimate!r}")
         self.estimate = estimate

@@ -89,9 +89,18 @@ def _member_node(cfg: DictConfig, group: str, members: Sequence[Mapping[str, Any
     """The group's node (interpolations resolved) where each key that the members set (`alpha.end` in their
     values) holds one value per member."""
     node = OmegaConf.to_container(cfg[group], resolve=True)
+    per_member = component_keys(cfg)
     own = sorted({k.split(".", 1)[1] for m in members for k in m if k.startswith(f"{group}.")})
     for key in own:
-        node[key] = [m.get(f"{group}.{key}", node.get(key)) for m in members]
+        values = [m.get(f"{group}.{key}", node.get(key)) for m in members]
+        if f"{group}.{key}" in per_member:
+            node[key] = values
+        elif all(v == values[0] for v in values):  # a shared key named on the command line: one value
+            node[key] = values[0]
+        else:
+            raise ConfigValueError(f"{group}.{key}", f"takes one value for all the members of a process, got "
+                                                     f"{values}: sweep it with sweep.mode=per_run, or launch "
+                                                     "one packed sweep per value")
     return node
 
 
