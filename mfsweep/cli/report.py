@@ -1,4 +1,6 @@
-"""`mfsweep-report SWEEP_DIR`: the alpha-comparison report of a sweep folder's records (any mode, any launcher).
+"""`mfsweep-report SWEEP_DIR [MORE_DIR ...]`: the alpha-comparison report of a sweep folder's records (any mode,
+any launcher), with the records of any further folders beside them (a schedule or proxy launched apart from
+the grid it is to be compared with).
 
 Writes `SWEEP_DIR/report.html` (one self-contained page), `SWEEP_DIR/report.md` (with its figures in
 `SWEEP_DIR/report_files/`) and `SWEEP_DIR/summary.csv` (one row per setting and alpha: mean and SEM over
@@ -16,9 +18,10 @@ import matplotlib
 from mfsweep.sweep.report import build_report, report_text, shown_path, write_report
 
 
-def report(sweep_dir: Path) -> str:
-    """Build and write the report of `sweep_dir`; return the console summary (ValueError for a bad folder)."""
-    rep = build_report(sweep_dir)
+def report(sweep_dir: Path, *more: Path) -> str:
+    """Build and write the report of `sweep_dir` (with `more` folders' records); return the console summary
+    (ValueError for a bad folder)."""
+    rep = build_report(sweep_dir, *more)
     paths = write_report(rep)
     return (report_text(rep) + f"\n\nwrote {shown_path(paths['summary'])}, "
             f"{shown_path(paths['markdown'])}\nreport: {shown_path(paths['html'])}")
@@ -26,11 +29,14 @@ def report(sweep_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mfsweep-report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep folder (multirun/... or a run folder)")
+    parser.add_argument("sweep_dir", type=Path, help="a sweep folder (multirun/... or a run folder); the report is "
+                                                     "written into it")
+    parser.add_argument("more", type=Path, nargs="*", help="further sweep folders whose records are reported beside "
+                                                          "it (e.g. a schedule's sweep beside the grid's)")
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # headless: never open a window, whatever the user's default backend
     try:
-        print(report(args.sweep_dir))
+        print(report(args.sweep_dir, *args.more))
     except ValueError as exc:
         print(f"mfsweep-report: {exc}", file=sys.stderr)
         return 2

@@ -200,14 +200,30 @@ class Setting:
         return sorted({c.record["steps"] for r in self.rows for c in r.completed()})
 
 
+# Setting keys whose values are component specs (`cosine(start=0, end=1, ...)`): a label shows their names
+# when the names alone tell the settings apart; and the command line's group choice `alpha=cosine`, which
+# the schedule's spec already names.
+SPEC_KEYS, CHOICE_KEYS = ("alpha_schedule", "tangent"), ("alpha",)
+
+
+def _short_label(setting: dict[str, Any], varying: list[str]) -> str:
+    short = {k: str(v).split("(")[0] if k in SPEC_KEYS else v for k, v in setting.items()}
+    return setting_label(short, [k for k in varying if k not in CHOICE_KEYS])
+
+
 def group_settings(rows: list[Row]) -> list[Setting]:
-    """`summarise`'s rows grouped per setting, in its order; labels name what varies across the sweep."""
+    """`summarise`'s rows grouped per setting, in its order; labels name what varies across the sweep (the
+    schedule and proxy by name, or in full where two settings share a name)."""
     varying = varying_keys(rows)
     out: list[Setting] = []
     for r in rows:
         if not out or out[-1].keys != r.setting:
             out.append(Setting(setting_label(r.setting, varying), r.setting, []))
         out[-1].rows.append(r)
+    short = [_short_label(s.keys, varying) for s in out]
+    if len(set(short)) == len(out):
+        for s, label in zip(out, short):
+            s.label = label
     return out
 
 

@@ -4,6 +4,7 @@ tables and figures (table, plots) -> one self-contained HTML page and a markdown
     report = build_report("multirun/2026-11-23/10-00-00")   # tables: Table (plain rows); figures: Figure
     report.verdicts[0].sentence()                            # the answer, one sentence per setting
     report.matched["swiss_roll"].steps                       # the same answer at every checkpoint
+    report.compared[0].sentence()                            # a schedule or proxy against the grid beside it
     report.tables["sw1_grid"].rows[0]["alpha = 0.5"]["mean"]
     write_report(report)                                     # report.html, report.md, report_files/, summary.csv
 
@@ -29,6 +30,7 @@ from mfsweep.sweep.aggregate import (
     loss_settings, mean_floor, mean_history, paired_difference, read_history, summarise,
 )
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic
+from mfsweep.sweep.compare import MethodResult, compare_methods
 from mfsweep.sweep.plots import (
     AlphaPanel, AlphaStarPanel, CurvePanel, SamplePanel, curves_by_alpha, metric_vs_alpha, predicted_vs_measured,
     samples_grid,
@@ -36,8 +38,8 @@ from mfsweep.sweep.plots import (
 from mfsweep.sweep.provenance import provenance_differences
 from mfsweep.sweep.record import SAMPLES
 from mfsweep.sweep.table import (
-    TERMINAL, Table, csv_rows, diagnostics_table, grid_table, headline_table, matched_table, problems_table,
-    settings_table, steps_table, verdict_table,
+    TERMINAL, Table, csv_rows, diagnostics_table, grid_table, headline_table, matched_table, methods_steps_table,
+    methods_table, problems_table, settings_table, steps_table, verdict_table,
 )
 from mfsweep.sweep.verdict import (
     CONFIDENCE, StepVerdict, Verdict, checkpoint_key, matched_steps, setting_histories, stability, verdict,
@@ -80,6 +82,7 @@ class Report:
     sections: list[Section]
     verdicts: list[Verdict]
     matched: dict[str, Matched]  # by setting label; settings without checkpoints are absent
+    compared: list[MethodResult] = field(default_factory=list)  # schedules and proxies against their grid
 
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -197,15 +200,16 @@ class _Sections:
     """One method per section of the page, in page order: each adds its tables and figures and returns the
     section, or None when the sweep has no data for it."""
 
-    ORDER = ("verdict", "sweep", "headline", "sw1", "checkpoints", "grad_var", "fid", "samples", "curves",
+    ORDER = ("verdict", "sweep", "headline", "methods", "sw1", "checkpoints", "grad_var", "fid", "samples", "curves",
              "diagnostics", "problems")
 
-    def __init__(self, sweep_dir: Path, settings: list[Setting], counts: dict[str, int]):
-        self.sweep_dir, self.settings, self.counts = sweep_dir, settings, counts
+    def __init__(self, sweep_dir: Path, settings: list[Setting], counts: dict[str, int], more: list[Path] = ()):
+        self.sweep_dir, self.settings, self.counts, self.more = sweep_dir, settings, counts, list(more)
         self.tables: dict[str, Table] = {}
         self.figures: dict[str, Figure] = {}
         self.histories = _histories(settings)
         self.verdicts = [verdict(s) for s in settings]
+        self.compared = compare_methods(settings, read_history)
         self.warnings = provenance_warnings(settings)
         self.matched: dict[str, Matched] = {}
         for s in (s for s in settings if len(s.rows) > 1):  # one alpha: no verdict to follow over training
@@ -218,9 +222,14 @@ class _Sections:
 
     def verdict(self) -> Section:
         self.tables["verdict"] = verdict_table(self.verdicts)
-        text = [v.sentence() + (f" At matched steps ({self.matched[v.setting].key}): "
-                                f"{self.matched[v.setting].stability}." if v.setting in self.matched else "")
-                for v in self.verdicts]
+        compared: dict[str, list[str]] = {}
+        for m in self.compared:  # a method beside a grid: said against the grid, not as a setting on its own
+            compared.setdefault(m.setting.label, []).append(m.sentence())
+        text = []
+        for v in self.verdicts:
+            text += compared.get(v.setting) or [v.sentence() + (
+                f" At matched steps ({self.matched[v.setting].key}): {self.matched[v.setting].stability}."
+                if v.setting in self.matched else "")]
         sec = Section("Verdict", text + self.warnings)
         # The paired plot of each setting's verdict metric: SW1, or FID for a DiT sweep (one figure per metric).
         for metric in dict.fromkeys(v.metric for v in self.verdicts):
@@ -237,7 +246,8 @@ class _Sections:
     def sweep(self) -> Section:
         n = len(self.settings)
         self.tables["settings"] = settings_table(self.settings, [loss_settings(s) for s in self.settings])
-        return Section("Sweep", [f"Folder: {shown_path(self.sweep_dir)}",
+        folders = ", ".join(shown_path(p) for p in [self.sweep_dir, *self.more])
+        return Section("Sweep", [f"Folder{'s' * bool(self.more)}: {folders}",
                                  f"{sum(self.counts.values())} cells: "
                                  + ", ".join(f"{k} {st}" for st, k in self.counts.items())
                                  + f" ({n} setting{'s' * (n > 1)})."], ["settings"])
@@ -245,8 +255,23 @@ class _Sections:
     def headline(self) -> Section:
         quality = [m for m in ("sw1", "sw2", "fid") if _present(self.settings, m)] or ["sw1"]
         floors = {(s.label, m): mean_floor(s, m) for s in self.settings for m in quality}
-        self.tables["headline"] = headline_table(self.settings, tuple(quality), floors)
+        methods = {id(m.setting) for m in self.compared}  # these have their own table, against their grid
+        judged = [s for s in self.settings if id(s) not in methods] or self.settings
+        self.tables["headline"] = headline_table(judged, tuple(quality), floors)
         return Section("Best alpha against alpha = 0", tables=["headline"])
+
+    def methods(self) -> Section | None:
+        if not self.compared:
+            return None
+        self.tables["methods"] = methods_table(self.compared)
+        sec = Section("Schedules and proxies against the grid", [
+            "Each setting that differs from a constant-alpha grid only in its alpha schedule or its proxy, compared "
+            "seed by seed with the grid's alpha = 0 (vanilla MeanFlow) and with its best constant alpha. Methods: "
+            + "; ".join(dict.fromkeys(f"{m.method}: {m.spec}" for m in self.compared)) + "."], ["methods"])
+        if steps := methods_steps_table(self.compared, "eval/sw1"):
+            self.tables["methods_steps"] = steps
+            sec.tables.append("methods_steps")
+        return sec
 
     def sw1(self) -> Section:
         self.tables["sw1_grid"] = grid_table(self.settings, "sw1", "SW1 by setting and alpha (mean ± SEM)")
@@ -357,23 +382,28 @@ class _Sections:
         return Section("Cells that did not complete", tables=["problems"], code=_errors(table))
 
 
-def build_report(sweep_dir: str | Path) -> Report:
-    """Read every record below `sweep_dir` and build the report's verdicts, tables, figures and sections.
-    ValueError names the folder when it does not exist or holds no result.json."""
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise ValueError(f"sweep folder {sweep_dir} does not exist")
-    cells = collect(sweep_dir)
-    if not cells:
-        raise ValueError(f"no result.json below {sweep_dir}: nothing to report")
+def build_report(sweep_dir: str | Path, *more: str | Path) -> Report:
+    """Read every record below `sweep_dir` (and the `more` folders reported with it, e.g. a schedule's sweep
+    beside the grid's) and build the report's verdicts, tables, figures and sections; the report belongs to
+    `sweep_dir`. ValueError names a folder that does not exist or holds no result.json."""
+    folders = [Path(d) for d in (sweep_dir, *more)]
+    cells = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise ValueError(f"sweep folder {folder} does not exist")
+        found = collect(folder)
+        if not found:
+            raise ValueError(f"no result.json below {folder}: nothing to report")
+        cells += found
+    sweep_dir = folders[0]
     add_floor_excess(cells)
     rows = summarise(cells, METRICS)
     settings = group_settings(rows)
     counts = {st: sum(r.count(st) for r in rows) for st in ("completed",) + NOT_COMPLETED}
-    parts = _Sections(sweep_dir, settings, counts)
+    parts = _Sections(sweep_dir, settings, counts, folders[1:])
     sections = parts.build()
     return Report(sweep_dir, settings, rows, counts, parts.tables, parts.figures, sections, parts.verdicts,
-                  parts.matched)
+                  parts.matched, parts.compared)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -455,14 +485,11 @@ def report_text(report: Report, width: int = TERMINAL) -> str:
     counts = report.sections[1].text[1]
     parts = [textwrap.fill(f"Sweep {shown_path(report.sweep_dir)}: {counts}", width),
              f"Verdict (paired over seeds, {CONFIDENCE:.0%} t-interval):"]
-    for v in report.verdicts:
-        line = v.sentence()
-        if v.setting in report.matched:
-            line += f" At matched steps: {report.matched[v.setting].stability}."
+    for line in report.sections[0].text:  # the page's verdict sentences, then its warnings
         parts[-1] += "\n" + textwrap.fill(line, width, initial_indent="- ", subsequent_indent="  ")
-    for w in report.sections[0].text[len(report.verdicts):]:
-        parts[-1] += "\n" + textwrap.fill(w, width, initial_indent="- ", subsequent_indent="  ")
     parts.append(report.tables["headline"].text(width))
+    if "methods" in report.tables:
+        parts.append(report.tables["methods"].text(width))
     if report.tables["problems"].rows:
         parts.append(report.tables["problems"].text(width))
     return "\n\n".join(parts)

@@ -11,7 +11,7 @@ from typing import Any
 from mfsweep.sweep.aggregate import (
     NOT_COMPLETED, Row, Setting, best_alpha, expected_dir, paired_difference, setting_label, varying_keys,
 )
-from mfsweep.sweep.verdict import StepVerdict, Verdict, as_dict, fmt_pm
+from mfsweep.sweep.verdict import Interval, StepVerdict, Verdict, as_dict, fmt_pm
 
 TERMINAL = 100  # columns the console tables and captions fit in
 
@@ -192,6 +192,59 @@ def matched_table(label: str, key: str, steps: list[StepVerdict]) -> Table:
     note = ("Best alpha at each checkpoint: lowest mean over seeds among alphas whose every seed completed. "
             "Distinguishable: the 95% paired t-interval over seeds excludes zero.")
     return Table(f"{label}: {key} at matched steps", columns, rows, cells, note=note)
+
+
+def _interval_cell(iv: Interval | None) -> str:
+    """`-0.0031 ± 0.0009*`: paired mean ± SEM, starred when the 95% t-interval excludes zero."""
+    if iv is None or iv.mean is None:
+        return "-"
+    return fmt_pm(iv.mean, iv.sem, sign=True) + ("*" if iv.distinguishable else "")
+
+
+def _interval_row(iv: Interval | None) -> dict[str, Any]:
+    return {"mean": None, "sem": None, "n": 0, "distinguishable": False} if iv is None else {
+        "mean": iv.mean, "sem": iv.sem, "n": iv.n, "distinguishable": iv.distinguishable}
+
+
+def methods_table(results: list) -> Table:
+    """Schedules and proxies against their grid (`compare.MethodResult`): the metric, its paired difference
+    to alpha = 0 and to the grid's best constant alpha, mean alpha, gradient variance and wall time."""
+    metric = results[0].metric.upper() if results else "SW1"
+    columns = ["setting", "method", "mean alpha", metric, "minus alpha = 0", "best constant",
+               "minus best constant", "grad var", "wall s"]
+    rows, cells = [], []
+    for m in results:
+        rows.append({"setting": m.base, "method": m.method, "spec": m.spec, "mean alpha": m.mean_alpha,
+                     m.metric: m.stat, "minus alpha = 0": _interval_row(m.vs_zero),
+                     "best constant": m.best_constant, "minus best constant": _interval_row(m.vs_best),
+                     "grad_var": m.grad_var[0], "wall_s": m.wall_s[0]})
+        cells.append([m.base, m.method, "-" if m.mean_alpha is None else f"{m.mean_alpha:.2f}",
+                      stat_text(m.stat, _formatter(m.metric)), _interval_cell(m.vs_zero),
+                      "-" if m.best_constant is None else f"{m.best_constant:g}",
+                      "-" if m.best_constant == 0.0 else _interval_cell(m.vs_best),
+                      fmt_auto(*m.grad_var), "-" if m.wall_s[0] is None else f"{m.wall_s[0]:.0f}"])
+    note = (f"Differences are the method's {metric} minus the grid's, per seed, mean ± SEM over the seeds both "
+            "completed (negative: the method is better); * marks a 95% paired t-interval that excludes zero. Best "
+            "constant: the grid's alpha with the lowest mean (`best alpha` of the grid's verdict). grad var: the "
+            "MeanFlow term's gradient variance, second-half mean; wall s: seconds per cell (a packed cell shares "
+            "its process, so compare within one launch size).")
+    return Table("Schedules and proxies against the constant-alpha grid", columns, rows, cells, note=note)
+
+
+def methods_steps_table(results: list, key: str) -> Table | None:
+    """Each method's paired difference to alpha = 0 at every checkpoint of `key` (None when none logged it)."""
+    steps = sorted({step for m in results for step, _ in m.steps})
+    if not steps:
+        return None
+    columns = ["setting", "method"] + [str(s) for s in steps]
+    rows, cells = [], []
+    for m in results:
+        at = dict(m.steps)
+        rows.append({"setting": m.base, "method": m.method} | {str(s): _interval_row(at.get(s)) for s in steps})
+        cells.append([m.base, m.method] + [_interval_cell(at.get(s)) for s in steps])
+    note = (f"{key} of the method minus that of alpha = 0 at each checkpoint (columns: step), paired by seed, "
+            "mean ± SEM; * marks a 95% paired t-interval that excludes zero.")
+    return Table(f"Schedules and proxies minus alpha = 0 at matched steps ({key})", columns, rows, cells, note=note)
 
 
 def grid_table(settings: list[Setting], metric: str, title: str) -> Table:

@@ -200,7 +200,8 @@ def checkpoint_key(histories: dict[float, list[tuple[int, dict[str, np.ndarray]]
     return None
 
 
-def _at_steps(history: dict[str, np.ndarray], key: str) -> dict[int, float]:
+def values_at_steps(history: dict[str, np.ndarray], key: str) -> dict[int, float]:
+    """`{step: value}` of `key` where the history logged it finitely."""
     ok = np.isfinite(history[key]) if key in history and "step" in history else np.zeros(0, bool)
     return dict(zip(history["step"][ok].astype(int).tolist(), history[key][ok].tolist())) if ok.any() else {}
 
@@ -221,7 +222,7 @@ def matched_steps(setting: Setting, histories: dict[float, list[tuple[int, dict[
     seeds (alphas with a seed that did not complete are not candidates, as in `best_alpha`; ties go to the
     smaller alpha) and its paired difference to alpha = 0 (the runner-up's when the best is alpha = 0).
     `histories[alpha]` lists (seed, history) of the completed cells."""
-    values = {a: {seed: _at_steps(h, key) for seed, h in hs} for a, hs in histories.items()}
+    values = {a: {seed: values_at_steps(h, key) for seed, h in hs} for a, hs in histories.items()}
     candidates = [r.alpha for r in setting.rows if r.complete and values.get(r.alpha)]
     steps = sorted(set.intersection(*(set(v) for a in candidates for v in values[a].values()))) if candidates else []
     out = []

@@ -1,0 +1,166 @@
+"""Alpha schedules and other proxies against the constant-alpha grid they were run beside (docs/extending.md).
+
+A sweep (or several folders reported together) may hold, for one dataset, the constant-alpha grid and
+settings that differ from it only in the method: a schedule (`alpha=cosine`, `alpha=adaptive`) or another
+proxy at some alpha (`tangent=velocity_head alpha.value=1`). Each such method is compared, paired by seed
+(cells of one seed share initial weights, data, noise and times, docs/design.md), with the grid's alpha = 0
+(vanilla MeanFlow) and with its best constant alpha, by the same t-interval as the grid's verdicts; and at
+every checkpoint both logged, so that a verdict that moves with training length shows.
+
+    for m in compare_methods(settings, read_history):
+        m.sentence()     # "two_moons: adaptive: SW1 0.0501 ± 0.0012 over 3 seeds; against alpha = 0 ..."
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from mfsweep.sweep.aggregate import Row, Setting, best_alpha, mean_sem, setting_label
+from mfsweep.sweep.record import CONSTANT, alpha_schedule, spec_label, tangent_spec
+from mfsweep.sweep.verdict import Interval, fmt_pm, paired_interval, quality_metric, values_at_steps
+
+# Setting keys that make a method rather than a base to compare on: the schedule and the proxy (as record
+# specs, and as the command line's group choices and keys), and the measurement cadence, which does not change
+# what is trained (each measurement draws from its own random stream).
+METHOD_KEYS = ("alpha_schedule", "tangent", "alpha", "folder")
+METHOD_PREFIXES = ("alpha.", "tangent.", "grad_var.", "diagnostics.", "eval.every")
+
+
+def base_key(keys: dict[str, Any]) -> str:
+    """What a method's setting shares with the grid it is compared with: every key but the method's own."""
+    base = {k: v for k, v in keys.items() if k not in METHOD_KEYS and not k.startswith(METHOD_PREFIXES)}
+    return json.dumps(base, sort_keys=True, default=str)
+
+
+def is_grid(setting: Setting) -> bool:
+    """A constant-alpha setting with alpha = 0 and at least one other alpha: something to compare against."""
+    return setting.keys.get("alpha_schedule") == CONSTANT and setting.row(0.0) is not None and len(setting.rows) > 1
+
+
+@dataclass
+class MethodResult:
+    """One method (a schedule's setting, or one alpha of another proxy) against its grid, on `metric`.
+    Differences are method minus grid, per seed (negative: the method is better)."""
+
+    base: str  # the grid's label (the dataset and what else tells the grid apart)
+    method: str  # short: `adaptive`, `cosine`, `velocity_head, alpha = 1`
+    spec: str  # the schedule and proxy in full
+    setting: Setting
+    row: Row
+    metric: str
+    mean_alpha: float | None
+    stat: dict[str, Any]
+    vs_zero: Interval
+    best_constant: float | None
+    vs_best: Interval | None
+    grad_var: tuple[float | None, float | None]
+    wall_s: tuple[float | None, float | None]
+    steps: list[tuple[int, Interval]] = field(default_factory=list)  # against alpha = 0 at matched checkpoints
+
+    def sentence(self) -> str:
+        m, s = self.metric.upper(), self.stat
+        head = f"{self.base}: {self.method}"
+        if s["mean"] is None:
+            return f"{head}: no completed seed recorded {m}."
+        n = s["n"]
+        text = f"{head}: {m} {fmt_pm(s['mean'], s['sem'])} over {n} seed{'s' * (n != 1)}"
+        if self.mean_alpha is not None and self.row.grid_alpha is None:
+            text += f" (mean alpha {self.mean_alpha:.2f})"
+        text += "; against alpha = 0: " + judged(self.vs_zero)
+        if self.vs_best is not None and self.best_constant not in (None, 0.0):
+            text += f"; against the best constant alpha ({self.best_constant:g}): " + judged(self.vs_best)
+        elif self.best_constant == 0.0:
+            text += "; alpha = 0 is also the grid's best constant alpha"
+        return text + "."
+
+
+def judged(iv: Interval) -> str:
+    """`-0.0031 ± 0.0009, lower, distinguishable from zero` (paired mean ± SEM and the t-interval's call)."""
+    if iv.mean is None:
+        return "no paired seeds"
+    size = fmt_pm(iv.mean, iv.sem, sign=True)
+    if iv.sem is None:
+        return f"{size} ({iv.n} paired seed: too few to tell from zero)"
+    if not iv.distinguishable:
+        return f"{size} over {iv.n} paired seeds, not distinguishable from zero"
+    return f"{size} over {iv.n} paired seeds, {'lower' if iv.mean < 0 else 'higher'} (distinguishable from zero)"
+
+
+def _per_seed(row: Row, metric: str, section: str = "metrics") -> dict[int, float]:
+    return {s: v for s in row.seeds if row.status[s] == "completed"
+            and (v := row.cells[s].record[section].get(metric)) is not None}
+
+
+def _paired(a: dict[int, float], b: dict[int, float]) -> Interval:
+    return paired_interval([a[s] - b[s] for s in sorted(a.keys() & b.keys())])
+
+
+def _labels(methods: list[tuple[Setting, Row]], grid_tangent: str) -> list[str]:
+    """Short method names: the schedule's name (or `alpha = a` for a constant), the proxy's name where it is not
+    the grid's, and whichever spec keys tell apart methods of the same name."""
+    specs = []
+    for _, row in methods:
+        record = next(iter(row.cells.values())).record
+        specs.append((alpha_schedule(record), tangent_spec(record)))
+    names = []
+    for (schedule, tangent), (_, row) in zip(specs, methods):
+        same = [(s, t) for s, t in specs if s["name"] == schedule["name"] and t["name"] == tangent["name"]]
+        differ = [k for k in schedule if k not in ("name", "value")
+                  and len({json.dumps(s.get(k), default=str) for s, _ in same}) > 1]
+        name = f"alpha = {row.alpha:g}" if schedule["name"] == CONSTANT else schedule["name"]
+        name += "".join(f", {k}={schedule[k]}" for k in differ)
+        names.append(name if tangent["name"] == grid_tangent else f"{tangent['name']}, {name}")
+    return names
+
+
+def compare_methods(settings: list[Setting], read_history: Callable[[Any], dict[str, np.ndarray]] | None = None,
+                    checkpoint: str = "eval/sw1") -> list[MethodResult]:
+    """Every method beside a grid in `settings`, in their order. `read_history(cell)` (aggregate.read_history)
+    adds the paired difference to alpha = 0 at each checkpoint of `checkpoint` both logged."""
+    by_base: dict[str, list[Setting]] = {}
+    for s in settings:
+        by_base.setdefault(base_key(s.keys), []).append(s)
+    grids = {b: max(found, key=lambda s: len(s.rows))  # two grids (two proxies): the fuller one is the reference
+             for b, group in by_base.items() if (found := [s for s in group if is_grid(s)])}
+    bases = {b: json.loads(b) for b in grids}
+    shown = [k for k in dict.fromkeys(k for d in bases.values() for k in d)
+             if len({json.dumps(d.get(k), default=str) for d in bases.values()}) > 1]
+    out = []
+    for b, grid in grids.items():
+        group = by_base[b]
+        metric = quality_metric(grid)
+        zero = grid.row(0.0)
+        best = best_alpha(grid, metric)
+        at_zero, at_best = _per_seed(zero, metric), (_per_seed(grid.row(best), metric) if best is not None else {})
+        grid_tangent = tangent_spec(next(iter(zero.cells.values())).record)["name"] if zero.cells else ""
+        methods = [(s, r) for s in group if s is not grid for r in s.rows if r.cells]
+        for (s, row), name in zip(methods, _labels(methods, grid_tangent)):
+            record = next(iter(row.cells.values())).record
+            mine = _per_seed(row, metric)
+            alphas = [c.record["alpha"] for c in row.completed() if c.record.get("alpha") is not None]
+            result = MethodResult(
+                setting_label(bases[b], shown), name,
+                f"{spec_label(alpha_schedule(record))} with {spec_label(tangent_spec(record))}", s, row, metric,
+                float(np.mean(alphas)) if alphas else None, row.stat(metric), _paired(mine, at_zero), best,
+                _paired(mine, at_best) if best is not None else None, mean_sem(_per_seed(row, "grad_var").values()),
+                mean_sem(c.record.get("wall_s") for c in row.completed()))
+            if read_history is not None:
+                result.steps = _matched(row, zero, read_history, checkpoint)
+            out.append(result)
+    return out
+
+
+def _matched(row: Row, zero: Row, read: Callable[[Any], dict[str, np.ndarray]], key: str) -> list[tuple[int, Interval]]:
+    """The paired difference to alpha = 0 at every step where each seed completed at both logged `key`."""
+    def values(r: Row) -> dict[int, dict[int, float]]:
+        return {s: values_at_steps(read(r.cells[s]), key) for s in r.seeds if r.status[s] == "completed"}
+
+    mine, base = values(row), values(zero)
+    seeds = sorted(mine.keys() & base.keys())
+    if not seeds:
+        return []
+    steps = sorted(set.intersection(*(set(mine[s]) & set(base[s]) for s in seeds)))
+    return [(step, paired_interval([mine[s][step] - base[s][step] for s in seeds])) for step in steps]
