@@ -243,3 +243,42 @@ def test_digit_classifier_is_accurate_and_deterministic_from_its_seed():
     assert accuracy > 0.95  # features that know the digits, so the Frechet distance sees digit quality
     for a, b in zip(one.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
+
+
+HEAD_DIT = ["tangent=velocity_head_dit", "tangent.head.hidden_size=32", "tangent.head.depth=1",
+            "tangent.head.num_heads=2"]
+
+
+def test_velocity_head_on_the_dit_is_a_small_separate_dit_that_learns_and_feeds_the_tangent():
+    """tangent=velocity_head_dit: a DiT of its own size beside the trained one (same latent shape, patch and
+    classes), initialised from the cell's proxy stream, trained with the network, its prediction the tangent."""
+    base = ["experiment=digits_dit", "model.depth=1", "trainer.batch_size=16", "alpha.value=1.0", *HEAD_DIT]
+    cfg = compose_cfg(*base)
+    task = LatentDiTTask.from_config(cfg, [1.0], [0])
+    head = task.proxy.head
+    assert type(head) is type(task.model) and head.io_kwargs() == task.model.io_kwargs()
+    assert (len(head.blocks), head.pos_embed.shape[-1]) == (1, 32)
+    assert task.proxy.spec(0)["head"]["target"] == "mfsweep.models.dit.DiT"
+    # its parameters are trained with the network's; the same seed draws the same head, another seed another
+    trained = {id(p) for p in task.trained_parameters()}
+    assert all(id(p) in trained for p in head.parameters())
+    again, other = (LatentDiTTask.from_config(cfg, [1.0], [s]).proxy.head for s in (0, 1))
+    w = lambda h: h.blocks[0].attn.qkv.weight  # noqa: E731
+    assert torch.equal(w(head), w(again)) and not torch.equal(w(head), w(other))
+    # the flow-matching loss of the head falls under plain Adam on it alone (a fixed batch, 30 steps) ...
+    torch.manual_seed(0)
+    batch = task.draw_batch()
+    opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        loss = task.losses(batch, torch.ones(1))["proxy"].sum()
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+    # ... and at alpha = 1 the tangent is the head's prediction at r = t, with the batch's labels
+    t = task._bcast_time(batch.t)
+    z = (1 - t) * batch.x + t * batch.e
+    with torch.no_grad():
+        assert torch.equal(task.proxy_velocity(batch, z), head(z, batch.t, batch.t, batch.y))

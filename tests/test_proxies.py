@@ -28,6 +28,7 @@ from mfsweep.method.proxy import (
 )
 from mfsweep.method.schedule import ConstantAlpha, LinearAlpha
 from mfsweep.method.tangent import mix_tangent
+from mfsweep.models.dit import DiT
 from mfsweep.models.mlp import EnsembleMLP
 from mfsweep.sweep.components import build_proxy, build_schedule
 
@@ -252,7 +253,7 @@ def test_ema_state_round_trips_through_a_checkpoint():
      "tangent.head.depth must be a positive integer, got 2.5"),
     (lambda: VelocityHeadProxy(head=3), "tangent.head must build a network"),
     (lambda: VelocityHeadProxy(head=partial(EnsembleMLP)).setup(torch.nn.Linear(2, 2)),
-     "tangent=velocity_head has a head for vector models only so far"),
+     "tangent=velocity_head needs a network that says its inputs and outputs (io_kwargs); Linear does not"),
 ])
 def test_bad_keys_fail_naming_the_key(build, message):
     with pytest.raises(ConfigValueError) as err:
@@ -271,9 +272,16 @@ def test_group_yaml_builds_its_class_with_exactly_its_keys(name):
     assert set(BUILT_IN) <= set(YAMLS)
     cfg = staged(name)
     proxy = build_proxy(cfg)
-    assert isinstance(proxy, Proxy) and proxy.name == name
+    assert isinstance(proxy, Proxy) and name.startswith(proxy.name)  # a variant: <proxy>_<what differs>
     params = set(inspect.signature(type(proxy)).parameters) - {"n_members"}
     assert set(cfg.keys()) - {"_target_"} == params                  # no dead keys, none missing
+    if name.endswith("_dit"):  # a head for the latent DiT: set up beside a tiny one (tests/test_latent.py trains it)
+        net = DiT(input_size=8, patch_size=4, in_channels=2, hidden_size=32, depth=1, num_heads=2, num_classes=3)
+        proxy.setup(net)
+        z, t = torch.randn(2, 2, 8, 8), torch.rand(2)
+        u_bar = proxy.velocity(net, z, t, bind=lambda m: lambda z, r, t: m(z, r, t, torch.tensor([0, 2])))
+        assert u_bar.shape == z.shape and proxy.spec(0)["name"] == proxy.name
+        return
     gmm = GaussianMixture(dim=D, n_components=2)
     proxy.setup(ensemble(), marginal_velocity=gmm.marginal_velocity)
     z, t = inputs()

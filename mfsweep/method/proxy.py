@@ -246,9 +246,11 @@ class EMAProxy(Proxy):
 class VelocityHeadProxy(Proxy):
     """A learned marginal velocity, as in Improved MeanFlow: an auxiliary network `v_phi(z_t, t)` trained by
     flow matching on `v_c` (`extra_loss = ||v_phi(z_t, t) - v_c||^2`, weight `loss_weight` per member), its
-    prediction the proxy under stop-gradient. `head` builds the network, `head(n_members=E, dim=d)`, a
-    `u(z, r, t)` evaluated at r = t: for the stacked MLP a separate `EnsembleMLP` of its own width and depth
-    (the YAML's `head`, a `_partial_` target, so `method/` imports no network).
+    prediction the proxy under stop-gradient. `head` builds the network from the keys that fix the trained
+    network's inputs and outputs (`model.io_kwargs()`: `n_members, dim` for the stacked MLP; latent size,
+    channels and classes for the DiT), a `u(z, r, t)` (with the task's labels, through `bind`) evaluated at
+    r = t: a separate `EnsembleMLP` or a small separate DiT of its own width and depth (the YAML's `head`, a
+    `_partial_` target, so `method/` imports no network).
     """
 
     name = "velocity_head"
@@ -280,15 +282,18 @@ class VelocityHeadProxy(Proxy):
         """Build the head beside `model`, member i initialised from `generators[i]` (default: every member from
         seed 0, so that member i does not depend on its index)."""
         super().setup(model)
-        if not hasattr(model, "dim"):
-            raise ConfigValueError(self.group, f"={self.name} has a head for vector models only so far; "
-                                               f"{type(model).__name__} has no `dim`")
-        head = self.make_head(n_members=self.n_members, dim=model.dim)
+        if not hasattr(model, "io_kwargs"):
+            raise ConfigValueError(self.group, f"={self.name} needs a network that says its inputs and outputs "
+                                               f"(io_kwargs); {type(model).__name__} does not")
+        if generators is None:
+            generators = [torch.Generator().manual_seed(0) for _ in range(self.n_members)]
+        if len(generators) != self.n_members:
+            raise ValueError(f"one generator per member ({self.n_members}), got {len(generators)}")
+        # A network that initialises from the global RNG (the DiT) draws from member 0's stream, in a fork.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(generators[0].initial_seed())
+            head = self.make_head(**model.io_kwargs())
         if hasattr(head, "init_member"):
-            if generators is None:
-                generators = [torch.Generator().manual_seed(0) for _ in range(self.n_members)]
-            if len(generators) != self.n_members:
-                raise ValueError(f"one generator per member ({self.n_members}), got {len(generators)}")
             for i, g in enumerate(generators):
                 head.init_member(i, g)
         param = next(model.parameters(), None)

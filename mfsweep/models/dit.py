@@ -168,6 +168,11 @@ class DiT(nn.Module):
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         self.initialize_weights()
 
+    def io_kwargs(self) -> dict[str, int]:
+        """The constructor keys that fix what this network takes and returns (latent shape and classes): a
+        network built with them (a learned velocity head, mfsweep/method/proxy.py) fits beside it."""
+        return {"input_size": self.input_size, "in_channels": self.in_channels, "num_classes": self.null_class}
+
     def initialize_weights(self) -> None:
         # Transformer linears: Xavier-uniform weights and zero biases, as in ViT.
         def _basic_init(module: nn.Module) -> None:

@@ -33,6 +33,11 @@ class EnsembleMLP(nn.Module):
         )
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(n_members, 1, n_out)) for n_out in sizes[1:])
 
+    def io_kwargs(self) -> dict[str, int]:
+        """The constructor keys that fix what this network takes and returns: a network built with them (a
+        learned velocity head, mfsweep/method/proxy.py) fits beside it."""
+        return {"n_members": self.n_members, "dim": self.dim}
+
     @torch.no_grad()
     def init_member(self, i: int, generator: torch.Generator) -> None:
         """Initialise member `i` like `nn.Linear` does (uniform in +-1/sqrt(fan_in)), from its own generator,
