@@ -10,6 +10,7 @@ the best-alpha table and the cells that did not complete (the per-alpha grids ar
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"mfsweep-report: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `mfsweep-report DIR | head`: the report is written, the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     return 0
 
 

@@ -7,6 +7,7 @@ a table per setting, and the exact command that resumes or retrains what is left
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `mfsweep-status DIR | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
 
 
 if __name__ == "__main__":
