@@ -1,6 +1,14 @@
 """Every cell logs to its own W&B run (offline), found inside the cell folder and read back from disk."""
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from conftest import TINY, compose_cfg
 from wandb_files import run_contents
@@ -53,3 +61,48 @@ def test_a_resumed_cell_continues_its_run_id_in_one_offline_folder(tmp_path):
     assert part["id"] == part["config"]["wandb_run_id"] == wandb_run_id(cell)
     assert [row["_step"] for row in part["history"] if "train/loss_mse" in row] == [10, 20, 30, 40]
     assert part["summary"]["eval/sw1"] == pytest.approx(record["metrics"]["sw1"])
+
+
+def test_sigterm_to_the_job_and_its_wandb_service_stops_quietly_and_resumes_into_one_run(tmp_path):
+    """As SLURM does on a preemption: SIGTERM reaches the trainer and wandb's service process together. The
+    trainer checkpoints and exits 143 with one warning line, not wandb's `ConnectionResetError` traceback from
+    its exit hook; the same command then resumes and completes the cell in one offline run folder."""
+    tiny = [o for o in TINY if o not in ("logger=csv", "trainer.max_steps=40")]
+    args = [sys.executable, "-m", "mfsweep.cli.train", *tiny, "logger=wandb", "trainer.max_steps=2000",
+            "trainer.checkpoint_every=25", "alpha.value=0.5", "seed=3", f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (list(tmp_path.rglob("last.ckpt")) and _children(proc.pid, "wandb-core")) and time.time() < deadline:
+        time.sleep(0.05)
+    (service,) = _children(proc.pid, "wandb-core")
+    os.kill(service, signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "stopped by SIGTERM at step" in out + err
+    assert "Traceback" not in out + err and "Exception ignored" not in out + err, err[-3000:]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (cell,) = [p.parent for p in tmp_path.rglob("result.json")]
+    (part,) = [run_contents(f) for f in (cell / "wandb").glob("offline-run-*")]
+    assert part["summary"]["eval/sw1"] == pytest.approx(json.loads((cell / "result.json").read_text())["metrics"]["sw1"])
+
+
+def _children(pid: int, name: str) -> list[int]:
+    """Processes below `pid` whose command line contains `name` (from /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                todo.append(int(entry.name))
+                if name in cmd:
+                    found.append(int(entry.name))
+    return found

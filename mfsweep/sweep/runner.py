@@ -133,6 +133,7 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
     except SIGTERMException:
         # Not a failure: the cells keep no record, and the same command resumes from the checkpoint.
         log.warning("stopped by SIGTERM at step %d; checkpoint %s", task.global_step, ckpt)
+        tracking.interrupted()
         raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as exc:
         if not rank_zero:

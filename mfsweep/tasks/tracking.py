@@ -124,3 +124,19 @@ class CellTracking(L.Callback):
                     run.summary[k] = v
                 run.finish(exit_code=exit_code)
         self.runs = []
+
+    def interrupted(self) -> None:
+        """After SIGTERM (a preemption, `scontrol requeue`, `scancel`): leave the runs open for the resumed cell
+        to continue, and tear W&B's service connection down now. SLURM signals the whole job step, wandb's
+        service included, so the connection is usually lost; wandb's own exit hook would then print a
+        `ConnectionResetError` traceback that reads like a crash. Here a lost connection is expected and said
+        in one line."""
+        if not self.enabled:
+            return
+        import wandb
+
+        self.runs = []
+        try:
+            wandb.teardown(exit_code=128 + 15)
+        except Exception as exc:  # the service died with the job step: nothing was lost that replay won't restore
+            log.info("W&B service gone after SIGTERM (%s); the resumed cell replays its history", type(exc).__name__)
