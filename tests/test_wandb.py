@@ -70,7 +70,9 @@ def test_sigterm_to_the_job_and_its_wandb_service_stops_quietly_and_resumes_into
     tiny = [o for o in TINY if o not in ("logger=csv", "trainer.max_steps=40")]
     args = [sys.executable, "-m", "mfsweep.cli.train", *tiny, "logger=wandb", "trainer.max_steps=2000",
             "trainer.checkpoint_every=25", "alpha.value=0.5", "seed=3", f"hydra.run.dir={tmp_path}"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # its own service, as a job has (in-process tests leave this process's service address in WANDB_SERVICE)
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
     while not (list(tmp_path.rglob("last.ckpt")) and _children(proc.pid, "wandb-core")) and time.time() < deadline:
         time.sleep(0.05)
@@ -81,7 +83,7 @@ def test_sigterm_to_the_job_and_its_wandb_service_stops_quietly_and_resumes_into
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "stopped by SIGTERM at step" in out + err
     assert "Traceback" not in out + err and "Exception ignored" not in out + err, err[-3000:]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = [p.parent for p in tmp_path.rglob("result.json")]
     (part,) = [run_contents(f) for f in (cell / "wandb").glob("offline-run-*")]
