@@ -121,3 +121,16 @@ def test_the_grid_stays_the_headline_and_methods_are_not_judged_as_grids(tmp_pat
         next(s.label for s in rep.settings if s.keys["alpha_schedule"] == "constant" and len(s.rows) == 3)]
     assert not any("compare with the constant-alpha settings beside it" in t for t in rep.sections[0].text)
     assert sum(t.startswith("two_moons: cosine") for t in rep.sections[0].text) == 1
+
+
+def test_the_methods_figure_draws_each_method_at_its_mean_alpha_and_paired_difference(tmp_path):
+    _grid(tmp_path)
+    _methods(tmp_path)
+    fig = build_report(tmp_path).figures["methods_paired"]
+    (ax,) = [a for a in fig.axes if a.get_title()]
+    points = {line.get_marker(): (line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines
+              if line.get_marker() in ("D", "s")}
+    # cosine (first method, a diamond) at its trajectories' mean alpha 0.5; the head (a square) at alpha 1
+    assert points["D"] == (pytest.approx(0.5), pytest.approx(-0.014))
+    assert points["s"] == (pytest.approx(1.0), pytest.approx(0.001 / 3))
+    assert ax.get_title() == "two_moons (best: alpha = 0.5)"

@@ -46,6 +46,7 @@ class MethodResult:
     Differences are method minus grid, per seed (negative: the method is better)."""
 
     base: str  # the grid's label (the dataset and what else tells the grid apart)
+    grid: Setting  # the constant-alpha grid it is compared with
     method: str  # short: `adaptive`, `cosine`, `velocity_head, alpha = 1`
     spec: str  # the schedule and proxy in full
     setting: Setting
@@ -142,7 +143,7 @@ def compare_methods(settings: list[Setting], read_history: Callable[[Any], dict[
             mine = _per_seed(row, metric)
             alphas = [c.record["alpha"] for c in row.completed() if c.record.get("alpha") is not None]
             result = MethodResult(
-                setting_label(bases[b], shown), name,
+                setting_label(bases[b], shown), grid, name,
                 f"{spec_label(alpha_schedule(record))} with {spec_label(tangent_spec(record))}", s, row, metric,
                 float(np.mean(alphas)) if alphas else None, row.stat(metric), _paired(mine, at_zero), best,
                 _paired(mine, at_best) if best is not None else None, mean_sem(_per_seed(row, "grad_var").values()),

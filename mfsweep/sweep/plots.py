@@ -83,6 +83,9 @@ def _log_y(ax, values: np.ndarray) -> None:
         ax.yaxis.set_minor_formatter(plain)
 
 
+METHOD_MARKERS = ("D", "s", "^", "v", "P", "X")  # schedules and proxies beside a grid, in black outline
+
+
 @dataclass
 class AlphaPanel:
     """One setting's metric against alpha: mean and SEM per alpha (None where no seed completed);
@@ -96,12 +99,15 @@ class AlphaPanel:
     complete: list[bool]
     best: float | None = None
     floor: float | None = None
+    # other methods beside the grid (a schedule, another proxy): (label, mean alpha, mean, SEM), one marker each
+    methods: list[tuple[str, float, float, float | None]] = field(default_factory=list)
 
 
 def metric_vs_alpha(panels: list[AlphaPanel], ylabel: str, log: bool = False, zero_line: bool = False) -> Figure:
     """Small multiples of a metric against alpha with SEM error bars. Open markers: an alpha with some
     seed not completed; a red x on the axis: an alpha with no completed seed; a star: the best alpha."""
     fig, axes = small_multiples(len(panels))
+    method_labels = list(dict.fromkeys(m[0] for p in panels for m in p.methods))
     for ax, p in zip(axes, panels):
         if zero_line:
             ax.axhline(0.0, color="0.35", lw=1, ls="--")
@@ -124,6 +130,9 @@ def metric_vs_alpha(panels: list[AlphaPanel], ylabel: str, log: bool = False, ze
             ax.plot(a, 0.03, "x", color="tab:red", ms=8, transform=ax.get_xaxis_transform(), clip_on=False)
             ax.text(a, 0.07, "no result", color="tab:red", fontsize=FONT["legend"], ha="center",
                     transform=ax.get_xaxis_transform())
+        for label, x_m, y_m, err_m in p.methods:
+            ax.errorbar(x_m, y_m, yerr=err_m or 0.0, fmt=METHOD_MARKERS[method_labels.index(label) % len(METHOD_MARKERS)],
+                        ms=9, color="black", mfc="white", mew=1.5, capsize=3, zorder=5)
         if log and len(y) and (y > 0).all():
             _log_y(ax, y)
         _style(ax, p.title + (f" (best: alpha = {p.best:g})" if p.best is not None else ""), "alpha", ylabel)
@@ -135,7 +144,12 @@ def metric_vs_alpha(panels: list[AlphaPanel], ylabel: str, log: bool = False, ze
         legend.append(Line2D([], [], color="0.35", ls=":", label="noise floor (two reference draws)"))
     if any(not c for p in panels for c in p.complete):
         legend.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3", label="some seed did not complete"))
-    axes[0].legend(handles=legend, fontsize=FONT["legend"], loc="best", framealpha=0.9)
+    legend += [Line2D([], [], ls="none", marker=METHOD_MARKERS[i % len(METHOD_MARKERS)], ms=9, color="black",
+                      mfc="white", mew=1.5, label=f"{label} (at its mean alpha)") for i, label in enumerate(method_labels)]
+    if method_labels:  # more entries than a panel can hold without covering its data: below the panels
+        fig.legend(handles=legend, fontsize=FONT["legend"], loc="outside lower center", ncol=min(len(legend), 4))
+    else:
+        axes[0].legend(handles=legend, fontsize=FONT["legend"], loc="best", framealpha=0.9)
     return fig
 
 

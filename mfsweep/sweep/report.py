@@ -271,6 +271,19 @@ class _Sections:
         if steps := methods_steps_table(self.compared, "eval/sw1"):
             self.tables["methods_steps"] = steps
             sec.tables.append("methods_steps")
+        panels = []
+        for grid in {id(m.grid): m.grid for m in self.compared}.values():
+            (panel,) = _paired_panels([grid], self.compared[0].metric)
+            panel.title = next(m.base for m in self.compared if m.grid is grid)
+            panel.methods = [(m.method, m.mean_alpha if m.mean_alpha is not None else 0.5, m.vs_zero.mean,
+                              m.vs_zero.sem) for m in self.compared if m.grid is grid and m.vs_zero.mean is not None]
+            panels.append(panel)
+        m = self.compared[0].metric.upper()
+        self.figures["methods_paired"] = metric_vs_alpha(panels, f"{m} minus {m} at alpha = 0\n(lower is better)",
+                                                         zero_line=True)
+        sec.figures.append(("methods_paired", "The grid's paired differences to alpha = 0 (coloured, as above) with "
+                                              "each schedule or proxy (black outline) at its mean alpha, paired with "
+                                              "the grid's alpha = 0 over the same seeds."))
         return sec
 
     def sw1(self) -> Section:
