@@ -75,10 +75,10 @@ def by_alpha(grids, metric: str, digits: int) -> list[str]:
 def methods(settings) -> list[str]:
     results = compare_methods(settings, read_history)
     out = ["| setting | method | mean alpha | SW1 | minus alpha = 0 | best constant | minus best constant | "
-           "grad var | method minus alpha = 0 at each checkpoint (first, middle, last) |", "|" + " --- |" * 9]
+           "grad var | method minus alpha = 0 at checkpoints (eval/sw1: half-way, three quarters, last) |", "|" + " --- |" * 9]
     for m in results:
         steps = m.steps
-        picks = [steps[0], steps[len(steps) // 2], steps[-1]] if len(steps) >= 3 else steps
+        picks = [steps[(len(steps) - 1) // 2], steps[3 * (len(steps) - 1) // 4], steps[-1]] if len(steps) >= 3 else steps
         at = ", ".join(f"{st}: {fmt_pm(iv.mean, iv.sem, sign=True)}{_star(iv)}" for st, iv in picks)
         out.append(" | ".join([
             f"| {m.base}", m.method, "-" if m.mean_alpha is None else f"{m.mean_alpha:.2f}", fmt_pm(*(m.stat["mean"],
