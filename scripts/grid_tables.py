@@ -3,6 +3,7 @@ from sweep folders: the same aggregation and verdicts as `mfsweep-report`, laid 
 
     python scripts/grid_tables.py runs/toy_grid                       # headline, SW1, excess, gradient variance
     python scripts/grid_tables.py runs/toy_grid runs/extensions       # ... and the schedules/proxies beside it
+    python scripts/grid_tables.py runs/toy_grid runs/corner           # ... or other settings (the corner recipe)
 
 Headline: SW1 at alpha = 0, the best alpha and its paired difference to alpha = 0, alpha = 1 and its paired
 difference, the gradient variance at 0 and 1, and whether the verdict holds over the last third of training.
@@ -90,6 +91,32 @@ def methods(settings) -> list[str]:
     return out
 
 
+def others(settings, grids, compared) -> list[str]:
+    """Settings that are neither grids nor methods beside one (e.g. experiment=corner, which also changes the
+    anchor weight): each alpha paired with its dataset's grid at alpha = 0 and at the same alpha."""
+    done = {id(m.setting) for m in compared} | {id(g) for g in grids}
+    out = ["| setting | differs from the grid in | alpha | SW1 | minus grid alpha = 0 | minus grid at the same alpha |",
+           "|" + " --- |" * 6]
+    for s in (s for s in settings if id(s) not in done):
+        grid = next((g for g in grids if g.keys["dataset"] == s.keys["dataset"] and g.keys["dim"] == s.keys["dim"]), None)
+        if grid is None:
+            continue
+        differs = ", ".join(f"{k}={v}" for k, v in s.keys.items() if grid.keys.get(k) != v)
+        for r in s.rows:
+            mine = {seed: c.record["metrics"]["sw1"] for seed, c in r.cells.items() if r.status[seed] == "completed"}
+            cells = []
+            for a in (0.0, r.alpha):
+                g = grid.row(a)
+                ref = {seed: c.record["metrics"]["sw1"] for seed, c in g.cells.items()
+                       if g.status[seed] == "completed"} if g else {}
+                iv = paired_interval([mine[k] - ref[k] for k in sorted(mine.keys() & ref.keys())])
+                cells.append("-" if iv.mean is None else fmt_pm(iv.mean, iv.sem, sign=True) + _star(iv)
+                             + _pct(iv, g.stats["sw1"][0]))
+            out.append(" | ".join([f"| {s.keys['dataset']}", differs, f"{r.alpha:g}", fmt_pm(*r.stats["sw1"]),
+                                   *cells]) + " |")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+")
@@ -107,9 +134,14 @@ def main() -> None:
         print("\n".join(by_alpha(grids, "sw1_excess", 4)))
     print("\n## Gradient variance by alpha\n")
     print("\n".join(by_alpha(grids, "grad_var", 0)))
-    if len(grids) < len(settings):
+    compared = compare_methods(settings)
+    if compared:
         print("\n## Schedules and proxies against the grid\n")
         print("\n".join(methods(settings)))
+    rest = others(settings, grids, compared)
+    if len(rest) > 2:
+        print("\n## Other settings against their dataset's grid\n")
+        print("\n".join(rest))
 
 
 if __name__ == "__main__":
