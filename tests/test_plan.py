@@ -136,3 +136,16 @@ def test_status_table_keeps_a_schedule_name_apart_from_its_cells(tmp_path):
     header, columns, row = setting_tables(cells)
     assert row.split() == ["adaptive_h", "ok", "running"]
     assert row.index("ok") == columns.index("seed=0") and row.index("running") == columns.index("seed=1")
+
+
+def test_a_packed_sweep_over_a_record_key_plans_each_cell_with_its_own_value(tmp_path):
+    """`loss.adaptive_p=0.0,1.0` packed: the job's config holds the list; each planned cell records its own value
+    (the plan is JSON: a list there failed to serialise and the launch died before submitting anything)."""
+    from mfsweep.sweep.plan import plan_entries
+
+    overrides = ["dataset=two_moons", "loss.adaptive_p=[0.0,1.0]", "alpha.value=[0.0]", "seed=[0]"]
+    cfg = compose_cfg(*overrides)
+    entries = plan_entries(cfg, tmp_path, overrides, 0)
+    assert sorted(e["record_keys"]["adaptive_p"] for e in entries) == [0.0, 1.0]
+    assert [e["setting"]["loss.adaptive_p"] for e in entries] == ["0.0", "1.0"]
+    json.dumps(entries)

@@ -60,8 +60,9 @@ def setting_label(setting: dict[str, str], varying_keys: list[str]) -> str:
 def record_keys(cfg: DictConfig, cell: Cell) -> dict[str, Any]:
     """The record keys a cell's record will have that tell settings apart (aggregate.SETTING_KEYS), for
     a setting none of whose cells has a record yet: its schedule and proxy specs as its record will hold them."""
-    get = lambda key: OmegaConf.select(cfg, key)  # noqa: E731
     own = cell.values()
+    # the cell's own value of a packed key (`loss.adaptive_p=0.0,1.0` is a list in the job's config)
+    get = lambda key: own[key] if key in own else OmegaConf.select(cfg, key)  # noqa: E731
     return {"task": get("dataset.task"), "dataset": get("dataset.name"), "dim": get("dataset.dim"),
             "alpha_schedule": member_schedule(cfg, [own]).spec(0), "tangent": member_proxy(cfg, [own]).spec(0),
             "anchor_weight": get("loss.anchor_weight"), "adaptive_p": get("loss.adaptive_p")}
