@@ -33,10 +33,10 @@ def test_dgmm_grid_file_holds_the_documented_grid():
     assert params["dataset.dim"] == "2,8,32,128" and params["seed"] == "0,1,2"
     assert params["alpha.value"] == ",".join(f"{a / 10:.1f}" for a in range(11))
     assert (cfg.dataset.name, cfg.tangent._target_, cfg.sweep.mode) == ("dgmm", "mfsweep.method.proxy.EMAProxy", "packed")
-    assert cfg.diagnostics.every > 0 and cfg.loss.anchor_weight == 0.0 and cfg.loss.adaptive_p == 0.0
-    # the 2-D recipe of docs/defaults.md, not a copy of it: the trainer group's values come through untouched
-    toy = compose_cfg("dataset=dgmm")
-    assert (cfg.trainer, cfg.time, cfg.eval.every) == (toy.trainer, toy.time, toy.eval.every)
+    assert cfg.diagnostics.every > 0 and cfg.loss.anchor_weight == 0.0 and cfg.loss.adaptive_p == 1.0
+    # the mixtures' own recipe (docs/dgmm.md, "The recipe"), with about 10 checkpoints for the matched steps
+    assert (cfg.time.dist, cfg.time.ratio, cfg.trainer.max_steps, cfg.trainer.ema_decay) == ("logit_normal", 0.25, 3000, 0.99)
+    assert cfg.trainer.max_steps // cfg.eval.every == 10
     assert cfg.dataset == compose_cfg("dataset=dgmm").dataset                 # the documented dgmm defaults
 
 
