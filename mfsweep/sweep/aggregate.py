@@ -105,6 +105,11 @@ class Row:
                 "values": values} | {s: self.count(s) for s in NOT_COMPLETED}
 
 
+# Command-line keys whose value a record holds under its own name: shown and compared once, as the record's.
+MIRRORED = {"dataset": "dataset", "dataset.dim": "dim", "loss.adaptive_p": "adaptive_p",
+            "loss.anchor_weight": "anchor_weight"}
+
+
 def setting_dict(record: dict[str, Any]) -> dict[str, Any]:
     """The record's setting: `SETTING_KEYS` (the schedule as `constant` or its spec's label, the proxy as its
     spec's label), then its own `setting` keys (sorted)."""
@@ -113,7 +118,7 @@ def setting_dict(record: dict[str, Any]) -> dict[str, Any]:
     labels = {"alpha_schedule": CONSTANT if schedule["name"] == CONSTANT else spec_label(schedule),
               "tangent": spec_label(tangent_spec(record))}
     return {k: labels.get(k, record.get(k)) for k in SETTING_KEYS} | {k: own[k] for k in sorted(own)
-                                                                      if k not in SETTING_KEYS}
+                                                                      if k not in SETTING_KEYS and k not in MIRRORED}
 
 
 def setting_label(setting: dict[str, Any], varying: list[str]) -> str:
@@ -126,7 +131,7 @@ def _setting(group: list[Cell]) -> dict[str, Any]:
     """A setting's keys: the records' (a recorded cell's, else the plan's guess), then the plan's overrides."""
     recorded = [c for c in group if c.record["status"] != "missing"] or group
     keys = setting_dict(recorded[0].record)
-    return keys | {k: v for c in group[:1] for k, v in c.setting.items() if k not in keys}
+    return keys | {k: v for c in group[:1] for k, v in c.setting.items() if k not in keys and k not in MIRRORED}
 
 
 def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid", "grad_var")) -> list[Row]:
@@ -207,8 +212,9 @@ SPEC_KEYS, CHOICE_KEYS = ("alpha_schedule", "tangent"), ("alpha",)
 
 
 def _short_label(setting: dict[str, Any], varying: list[str]) -> str:
+    """Specs by name, and no key the setting does not set (`alpha.estimate=None` on a constant-alpha grid)."""
     short = {k: str(v).split("(")[0] if k in SPEC_KEYS else v for k, v in setting.items()}
-    return setting_label(short, [k for k in varying if k not in CHOICE_KEYS])
+    return setting_label(short, [k for k in varying if k not in CHOICE_KEYS and short.get(k) is not None])
 
 
 def group_settings(rows: list[Row]) -> list[Setting]:
