@@ -206,3 +206,19 @@ def test_cache_dir_with_a_tilde_is_expanded(tmp_path: Path, monkeypatch: pytest.
     with mock.patch.object(clf, "train_classifier", lambda *a: _seeded(3, 0).eval().requires_grad_(False)):
         cached_classifier_features("~/c", "toy", x, y, 3, seed=1, epochs=1)
     assert (tmp_path / "c" / "toy-seed1-ep1.pt").is_file()
+
+
+class _NotWeights:
+    """Stands for arbitrary code a crafted cache file could make pickle run."""
+
+
+def test_a_cache_file_holding_more_than_weights_is_refused_not_unpickled(tmp_path: Path):
+    """The cache is read with `weights_only=True`: a file in the cache folder that pickles an object (a
+    tampered or foreign file) is refused by the unpickler before anything in it runs."""
+    import pickle
+
+    path = tmp_path / "toy-seed0-ep1.pt"
+    torch.save({"weight": _NotWeights()}, path)
+    x, y = torch.rand(6, 16, 16, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        cached_classifier_features(tmp_path, "toy", x, y, 3, seed=0, epochs=1)
