@@ -16,17 +16,14 @@ from pathlib import Path
 from mfsweep.sweep.aggregate import (add_floor_excess, best_alpha, collect, group_settings, read_history,
                                      summarise)
 from mfsweep.sweep.compare import compare_methods, is_grid
-from mfsweep.sweep.verdict import (checkpoint_key, fmt_pm, matched_steps, paired_interval, setting_histories,
-                                   stability)
+from mfsweep.sweep.verdict import (checkpoint_key, fmt_pm, matched_steps, paired_by_seed, seed_values,
+                                   setting_histories, stability)
 
 METRICS = ("sw1", "sw2", "grad_var", "sw1_excess")
 
 
 def _paired(setting, alpha: float, metric: str = "sw1"):
-    row, zero = setting.row(alpha), setting.row(0.0)
-    seeds = [s for s in row.seeds if row.status[s] == "completed" and zero.status.get(s) == "completed"]
-    return paired_interval([row.cells[s].record["metrics"][metric] - zero.cells[s].record["metrics"][metric]
-                            for s in seeds])
+    return paired_by_seed(seed_values(setting.row(alpha), metric), seed_values(setting.row(0.0), metric))
 
 
 def _pct(iv, base: float) -> str:
@@ -103,13 +100,10 @@ def others(settings, grids, compared) -> list[str]:
             continue
         differs = ", ".join(f"{k}={v}" for k, v in s.keys.items() if grid.keys.get(k) != v)
         for r in s.rows:
-            mine = {seed: c.record["metrics"]["sw1"] for seed, c in r.cells.items() if r.status[seed] == "completed"}
             cells = []
             for a in (0.0, r.alpha):
                 g = grid.row(a)
-                ref = {seed: c.record["metrics"]["sw1"] for seed, c in g.cells.items()
-                       if g.status[seed] == "completed"} if g else {}
-                iv = paired_interval([mine[k] - ref[k] for k in sorted(mine.keys() & ref.keys())])
+                iv = paired_by_seed(seed_values(r, "sw1"), seed_values(g, "sw1"))
                 cells.append("-" if iv.mean is None else fmt_pm(iv.mean, iv.sem, sign=True) + _star(iv)
                              + _pct(iv, g.stats["sw1"][0]))
             out.append(" | ".join([f"| {s.keys['dataset']}", differs, f"{r.alpha:g}", fmt_pm(*r.stats["sw1"]),

@@ -3,6 +3,7 @@ names the key, with the nearest known key or option for a typo."""
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import sys
 from pathlib import Path
@@ -93,3 +94,10 @@ def _dotted(tree: dict, prefix: str = "") -> list[str]:
         if isinstance(value, dict):
             keys += _dotted(value, f"{prefix}{key}.")
     return keys
+
+
+def reader_gone() -> int:
+    """After BrokenPipeError (`mfsweep-status DIR | head`): the reader has what it wanted. Point stdout at
+    /dev/null so that the interpreter's flush at exit raises nothing more, and end with status 0."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

@@ -10,12 +10,12 @@ the best-alpha table and the cells that did not complete (the per-alpha grids ar
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import matplotlib
 
+from mfsweep.cli.errors import reader_gone
 from mfsweep.sweep.report import build_report, report_text, shown_path, write_report
 
 
@@ -41,9 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"mfsweep-report: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `mfsweep-report DIR | head`: the report is written, the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
-        return 0
+    except BrokenPipeError:
+        return reader_gone()
     return 0
 
 

@@ -7,13 +7,13 @@ a table per setting, and the exact command that resumes or retrains what is left
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+from mfsweep.cli.errors import reader_gone
 from mfsweep.sweep.plan import read_plan, setting_label, varying
 from mfsweep.sweep.states import PlannedCell, planned_cells
 
@@ -119,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `mfsweep-status DIR | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
-        return 0
+    except BrokenPipeError:
+        return reader_gone()
 
 
 if __name__ == "__main__":

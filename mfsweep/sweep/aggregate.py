@@ -106,8 +106,7 @@ class Row:
 
 
 # Command-line keys whose value a record holds under its own name: shown and compared once, as the record's.
-MIRRORED = {"dataset": "dataset", "dataset.dim": "dim", "loss.adaptive_p": "adaptive_p",
-            "loss.anchor_weight": "anchor_weight"}
+MIRRORED = {"dataset.dim": "dim", "loss.adaptive_p": "adaptive_p", "loss.anchor_weight": "anchor_weight"}
 
 
 def setting_dict(record: dict[str, Any]) -> dict[str, Any]:

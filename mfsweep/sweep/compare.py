@@ -20,7 +20,8 @@ import numpy as np
 
 from mfsweep.sweep.aggregate import Row, Setting, best_alpha, mean_sem, setting_label
 from mfsweep.sweep.record import CONSTANT, alpha_schedule, spec_label, tangent_spec
-from mfsweep.sweep.verdict import Interval, fmt_pm, paired_interval, quality_metric, values_at_steps
+from mfsweep.sweep.verdict import (Interval, fmt_pm, paired_by_seed, paired_interval, quality_metric, seed_values,
+                                   values_at_steps)
 
 # Setting keys that make a method rather than a base to compare on: the schedule and the proxy (as record
 # specs, and as the command line's group choices and keys), and the measurement cadence, which does not change
@@ -90,15 +91,6 @@ def judged(iv: Interval) -> str:
     return f"{size} over {iv.n} paired seeds, {'lower' if iv.mean < 0 else 'higher'} (distinguishable from zero)"
 
 
-def _per_seed(row: Row, metric: str, section: str = "metrics") -> dict[int, float]:
-    return {s: v for s in row.seeds if row.status[s] == "completed"
-            and (v := row.cells[s].record[section].get(metric)) is not None}
-
-
-def _paired(a: dict[int, float], b: dict[int, float]) -> Interval:
-    return paired_interval([a[s] - b[s] for s in sorted(a.keys() & b.keys())])
-
-
 def _labels(methods: list[tuple[Setting, Row]], grid_tangent: str) -> list[str]:
     """Short method names: the schedule's name (or `alpha = a` for a constant), the proxy's name where it is not
     the grid's, and whichever spec keys tell apart methods of the same name."""
@@ -135,18 +127,18 @@ def compare_methods(settings: list[Setting], read_history: Callable[[Any], dict[
         metric = quality_metric(grid)
         zero = grid.row(0.0)
         best = best_alpha(grid, metric)
-        at_zero, at_best = _per_seed(zero, metric), (_per_seed(grid.row(best), metric) if best is not None else {})
+        at_zero, at_best = seed_values(zero, metric), (seed_values(grid.row(best), metric) if best is not None else {})
         grid_tangent = tangent_spec(next(iter(zero.cells.values())).record)["name"] if zero.cells else ""
         methods = [(s, r) for s in group if s is not grid for r in s.rows if r.cells]
         for (s, row), name in zip(methods, _labels(methods, grid_tangent)):
             record = next(iter(row.cells.values())).record
-            mine = _per_seed(row, metric)
+            mine = seed_values(row, metric)
             alphas = [c.record["alpha"] for c in row.completed() if c.record.get("alpha") is not None]
             result = MethodResult(
                 setting_label(bases[b], shown), grid, name,
                 f"{spec_label(alpha_schedule(record))} with {spec_label(tangent_spec(record))}", s, row, metric,
-                float(np.mean(alphas)) if alphas else None, row.stat(metric), _paired(mine, at_zero), best,
-                _paired(mine, at_best) if best is not None else None, mean_sem(_per_seed(row, "grad_var").values()),
+                float(np.mean(alphas)) if alphas else None, row.stat(metric), paired_by_seed(mine, at_zero), best,
+                paired_by_seed(mine, at_best) if best is not None else None, mean_sem(seed_values(row, "grad_var").values()),
                 mean_sem(c.record.get("wall_s") for c in row.completed()))
             if read_history is not None:
                 result.steps = _matched(row, zero, read_history, checkpoint)

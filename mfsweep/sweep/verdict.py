@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from mfsweep.sweep.aggregate import NOT_COMPLETED, Setting, best_alpha, mean_sem
+from mfsweep.sweep.aggregate import NOT_COMPLETED, Row, Setting, best_alpha, mean_sem
 
 CONFIDENCE = 0.95
 # Checkpoint metrics in the order the report looks for them: the 2-D/DGMM curve, then the DiT's FID.
@@ -49,16 +49,20 @@ def paired_interval(diffs: Sequence[float], confidence: float = CONFIDENCE) -> I
     return Interval(mean, sem, len(diffs), mean - half, mean + half)
 
 
-def _by_seed(setting: Setting, alpha: float, metric: str) -> dict[int, float]:
-    """The completed cells' `metric` at `alpha`, per seed."""
-    row = setting.row(alpha)
+def seed_values(row: Row | None, metric: str) -> dict[int, float]:
+    """`metric` (from the records' `metrics`) of the row's completed cells, per seed."""
     if row is None:
         return {}
     return {s: v for s in row.seeds if row.status[s] == "completed"
             and (v := row.cells[s].record["metrics"].get(metric)) is not None}
 
 
-def _paired(a: dict[int, float], b: dict[int, float]) -> Interval:
+def _by_seed(setting: Setting, alpha: float, metric: str) -> dict[int, float]:
+    """The completed cells' `metric` at `alpha`, per seed."""
+    return seed_values(setting.row(alpha), metric)
+
+
+def paired_by_seed(a: dict[int, float], b: dict[int, float]) -> Interval:
     """`a - b` on the seeds both have."""
     return paired_interval([a[s] - b[s] for s in sorted(a.keys() & b.keys())])
 
@@ -175,7 +179,7 @@ def verdict(setting: Setting, metric: str | None = None) -> Verdict:
         others = [(r.stats[metric][0], r.alpha) for r in setting.rows
                   if r.complete and r.alpha != 0.0 and r.stats.get(metric, (None,))[0] is not None]
         against = min(others)[1] if others else None
-    difference = _paired(_by_seed(setting, against, metric), zero) if against is not None else None
+    difference = paired_by_seed(_by_seed(setting, against, metric), zero) if against is not None else None
     counts = {k: sum(r.count(k) for r in setting.rows) for k in NOT_COMPLETED}
     zero_row = setting.row(0.0)
     at_zero = zero_row.stats.get(metric, (None,))[0] if zero_row else None
@@ -234,7 +238,7 @@ def matched_steps(setting: Setting, histories: dict[float, list[tuple[int, dict[
         diff = None
         if against is not None and 0.0 in values:
             zero = {s: v[step] for s, v in values[0.0].items() if step in v}
-            diff = _paired({s: v[step] for s, v in values[against].items()}, zero)
+            diff = paired_by_seed({s: v[step] for s, v in values[against].items()}, zero)
         out.append(StepVerdict(step, best, against, diff))
     return out
 
