@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 
-def _silu_grad(a: torch.Tensor) -> torch.Tensor:
-    s = torch.sigmoid(a)
-    return s * (1 + a * (1 - s))
+def _silu_tangent(dh: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """`dh * silu'(a)` as one fused kernel (ATen's SiLU backward computes exactly this product); written out as
+    `s * (1 + a (1 - s))` it is five passes over the activations and a third of the step's elementwise time."""
+    return torch.ops.aten.silu_backward(dh, a)
 
 
 class EnsembleMLP(nn.Module):
@@ -79,6 +80,6 @@ class EnsembleMLP(nn.Module):
             with torch.no_grad():
                 dh = torch.bmm(dh, w.transpose(1, 2))
                 if k < last:
-                    dh = dh * _silu_grad(a)
+                    dh = _silu_tangent(dh, a)
             h = nn.functional.silu(a) if k < last else a
         return h, dh

@@ -94,10 +94,12 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
     quiet()  # after the import: importing Lightning sets its loggers' levels
 
     from mfsweep.tasks import task_class
+    from mfsweep.tasks.allocator import keep_freed_memory
     from mfsweep.tasks.checkpointing import LastCheckpoint
     from mfsweep.tasks.progress import StepProgress
     from mfsweep.tasks.tracking import CellTracking
 
+    keep_freed_memory()
     task = task_class(cfg.dataset.task).from_config(cfg, [c.alpha for c in todo], [c.seed for c in todo],
                                                     [dict(c.setting) for c in todo])
     context_values = _context_values(overrides, packed_keys)
