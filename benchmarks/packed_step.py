@@ -7,8 +7,12 @@ Measured side by side in one run, the engines' windows interleaved (so load on a
 - packed: the module's own step without Lightning around it (draws, loss, backward, per-member clipping, AdamW,
   both EMAs), eager and, with `--compile`, through torch.compile (`trainer.compile=true`; compile time reported);
 - vmap: `benchmarks/vmap_ensemble.py`, the plain `torch.func.vmap` + `torch.func.jvp` ensemble;
-- the achieved matmul rate of the packed step against `torch.bmm` at the step's own shape.
+- the achieved matmul rate of the packed step against `torch.bmm` at the step's own shape, and the ceiling that
+  rate puts on any engine doing the step's matmuls: `step FLOPs / bmm rate` is the fastest a step can be, so
+  `vmap time / that` is the largest speed-up over the comparator that is possible at all.
 Reported: median member-steps/s over `--repeats` windows of `--steps` steps.
+The process keeps freed memory as `mfsweep-train` does (mfsweep/tasks/allocator.py), for every engine alike, so the
+comparator gets the same allocator (`--default-malloc`: glibc's defaults for all).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from mfsweep.cli.train import CONF_DIR
+from mfsweep.tasks.allocator import keep_freed_memory
 from mfsweep.tasks.vector import VectorTask
 from vmap_ensemble import VmapEnsemble
 
@@ -67,7 +72,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--default-malloc", action="store_true")
     a = p.parse_args()
+    kept = not a.default_malloc and keep_freed_memory()
     torch.set_num_threads(a.threads)
     E, W, B = a.members, a.width, a.batch
     engines = {"packed": packed_step(packed_task(E, W, B, False)), "vmap": VmapEnsemble(E, width=W, batch=B).step}
@@ -88,7 +95,11 @@ def main() -> None:
     peak = med.pop("bmm") * 2 * E * B * W * W / 1e9
     flops = step_flops(E, W, B)
     print(f"{E} members, width {W}, batch {B}, {a.threads} threads, torch {torch.__version__}; "
-          f"bmm peak at ({E}x{B}x{W})x({W}x{W}): {peak:.1f} GFLOP/s; step matmuls {flops / 1e9:.2f} GFLOP")
+          f"bmm peak at ({E}x{B}x{W})x({W}x{W}): {peak:.1f} GFLOP/s; step matmuls {flops / 1e9:.2f} GFLOP; "
+          f"freed memory {'kept' if kept else 'returned (glibc defaults)'}")
+    floor = flops / 1e9 / peak
+    print(f"{'matmul floor':>15}: {1000 * floor:7.1f} ms/step  (the step's matmuls at the bmm rate: at most "
+          f"{1 / floor / med['vmap']:.2f}x vmap for any engine)")
     for k, r in med.items():
         print(f"{k:>15}: {1000 / r:7.1f} ms/step  {r * E:7.1f} member-steps/s  {r / med['vmap']:.2f}x vmap  "
               f"{r * flops / 1e9:6.1f} GFLOP/s = {r * flops / 1e9 / peak:.0%} of bmm peak")
