@@ -49,6 +49,29 @@ def packed_step(task: VectorTask):
     return step
 
 
+def step_parts(task: VectorTask, steps: int) -> dict[str, float]:
+    """Where one eager packed step's time goes, by phase (ms per step, each phase timed on its own)."""
+    opt = task.configure_optimizers()
+    parts: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        start = time.perf_counter()
+        out = fn()
+        parts[name] = parts.get(name, 0.0) + (time.perf_counter() - start) * 1000 / steps
+        return out
+    for i in range(steps + 2):
+        if i == 2:
+            parts.clear()
+        opt.zero_grad(set_to_none=True)
+        batch = timed("per-member draws", task.draw_batch)
+        losses = timed("forward (loss, JVP, proxy, anchor)", lambda: task.train_losses(batch, task.step_alpha(batch, 0)))
+        timed("backward", lambda: losses["total"].sum().backward())
+        timed("clipping", lambda: task.on_before_optimizer_step(opt))
+        timed("AdamW", opt.step)
+        timed("both EMAs", task.update_emas)
+    return parts
+
+
 def step_flops(members: int, width: int, batch: int, dim: int = 2, depth: int = 3) -> float:
     """Matmul FLOPs of one step: per layer, the primal and its tangent, the EMA proxy, the anchor's forward, and
     twice the forward for each backward (main and anchor): 8 passes of 2 x weights x batch per member."""
@@ -73,6 +96,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--default-malloc", action="store_true")
+    p.add_argument("--parts", action="store_true", help="also time the eager step's phases separately")
     a = p.parse_args()
     kept = not a.default_malloc and keep_freed_memory()
     torch.set_num_threads(a.threads)
@@ -103,6 +127,10 @@ def main() -> None:
     for k, r in med.items():
         print(f"{k:>15}: {1000 / r:7.1f} ms/step  {r * E:7.1f} member-steps/s  {r / med['vmap']:.2f}x vmap  "
               f"{r * flops / 1e9:6.1f} GFLOP/s = {r * flops / 1e9 / peak:.0%} of bmm peak")
+    if a.parts:
+        parts = step_parts(packed_task(E, W, B, False), a.steps * a.repeats)
+        print("eager packed step by phase (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
+              + f"; total {sum(parts.values()):.1f}")
 
 
 if __name__ == "__main__":
