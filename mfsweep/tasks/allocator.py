@@ -1,7 +1,8 @@
 """Keep freed memory in the process: the packed step allocates and frees dozens of multi-megabyte activations a
 step, and with glibc's defaults each one is a fresh `mmap` whose pages fault in on first touch (a bias copy into a
-new 4 MB output took 1.7 ms where it takes 0.2 ms in reused memory; the whole packed step ran 5-13% faster on
-the CPU with this setting, benchmarks/BENCHMARKS.md)."""
+new 4 MB output took 1.7 ms where it takes 0.2 ms in reused memory). With this setting the packed step of
+benchmarks/allocator.py faults in ~100 pages a step instead of 2,000-6,000 and runs about 1.1x faster on one
+thread (benchmarks/BENCHMARKS.md)."""
 from __future__ import annotations
 
 import ctypes
