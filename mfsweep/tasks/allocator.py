@@ -1,5 +1,6 @@
 """Keep freed memory in the process: the packed step allocates and frees dozens of multi-megabyte activations a
-step, and with glibc's defaults each one is a fresh `mmap` whose pages fault in on first touch (a bias copy into a
+step, and with glibc's defaults much of that memory goes back to the system when freed (unmapped, or trimmed off
+the heap) and its pages fault in again on first touch (a bias copy into a
 new 4 MB output took 1.7 ms where it takes 0.2 ms in reused memory). With this setting the packed step of
 benchmarks/allocator.py faults in ~100 pages a step instead of 2,000-6,000 and runs about 1.1x faster on one
 thread (benchmarks/BENCHMARKS.md)."""
