@@ -44,6 +44,18 @@ def test_help_starts_with_a_description_and_worked_examples_then_the_groups(tmp_
     assert not any(tmp_path.iterdir())
 
 
+def test_help_imports_neither_torch_nor_lightning(tmp_path):
+    """`--help` answers without the training stack: Hydra imports every plugin at start-up, so the packed-mode
+    sweeper must import mfsweep's sweep code (and with it torch) only when it sweeps. Module names from
+    `python -X importtime`, which lists every import the process made."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", *ENTRY[1:], "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert proc.returncode == 0 and "omegaconf" in imported, proc.stderr[-2000:]  # the listing is there
+    assert not {"torch", "lightning", "wandb"} & imported, sorted({"torch", "lightning", "wandb"} & imported)
+
+
 @pytest.mark.parametrize("args,line", [
     (["alpha.value=2"], "mfsweep-train: config key 'alpha.value': must be in [0, 1], got 2"),
     (["-m", "alpha.value=0.0,2", "seed=0,1"], "mfsweep-train: config key 'alpha.value': must be in [0, 1], got 2"),

@@ -19,9 +19,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import OmegaConf
 
-from mfsweep.cli.status import summary
-from mfsweep.sweep.cells import packs
-from mfsweep.sweep.launch import PlannedLaunch
+# mfsweep's sweep code (and through it torch) is imported inside the methods: Hydra imports every plugin module
+# at start-up, `mfsweep-train --help` included, which must not pay for torch.
 
 
 @dataclass
@@ -41,6 +40,8 @@ OmegaConf.register_new_resolver("mfsweep.first", lambda *args: next((a for a in 
 def pack(overrides: List[Override], keys: List[str], parser: OverridesParser) -> List[Override]:
     """Replace each discrete sweep over one of `keys` (or a key of a component group `keys` names, `alpha.*`) by
     a single list-valued override."""
+    from mfsweep.sweep.cells import packs
+
     packed = []
     for o in overrides:
         if o.is_discrete_sweep() and packs(o.get_key_element(), keys):
@@ -68,6 +69,9 @@ class MfsweepSweeper(BasicSweeper):
         return self.planned.select(batches, lambda o: self.hydra_context.config_loader.load_sweep_config(self.config, o))
 
     def sweep(self, arguments: List[str]) -> Any:
+        from mfsweep.cli.status import summary
+        from mfsweep.sweep.launch import PlannedLaunch
+
         self.planned = PlannedLaunch.from_hydra(self.config, arguments)
         try:
             with self.planned.watching():
