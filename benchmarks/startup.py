@@ -34,7 +34,7 @@ def main() -> None:
     a = p.parse_args()
     helps, cells, probes = [], [], []
     for _ in range(a.repeats):
-        helps.append(wall([sys.executable, "-m", "mfsweep.cli.train", "--help"])[0])
+        helps.append(wall([sys.executable, "-m", "mfsweep.cli.entry", "--help"])[0])  # the console script
         with tempfile.TemporaryDirectory() as out:
             t, stdout = wall([sys.executable, "-c", PROBE, "dataset=two_moons", "trainer.max_steps=1", "logger=csv",
                               "eval.n_samples=100", "eval.n_projections=10", "grad_var.every=0", "diagnostics.every=0",
