@@ -283,3 +283,23 @@ def test_a_ddp_rank_scores_only_its_own_images():
     fid._metric.dist_sync_fn = lambda tensor, group=None: [tensor, tensor * 1.5]  # another rank, other images
     assert fid.score(y) == pytest.approx(alone, rel=1e-9)
     assert alone == pytest.approx(scipy_fid(net, x, y), rel=1e-4)
+
+
+# --- found by the third fid.py run (docs/testing.md): a fresh FID, cache dtypes, device placement -----------
+
+def test_a_fresh_fid_given_no_images_names_the_count_zero():
+    """'got 0' from a fresh FID (no metric built yet) for an empty list, an empty tensor and empty batches;
+    empty batches before and after real ones add nothing; an empty generated tensor is 'fewer than 2'.
+    (An empty tensor used to fail in the network's (N, F) reshape with an opaque RuntimeError.)"""
+    message = exactly("images: the reference set needs at least 2 images, got 0")
+    for nothing in ([], torch.empty(0, 3, 16, 16), [torch.empty(0, 3, 16, 16)] * 2):
+        fid = FID(feature_net())
+        with pytest.raises(ValueError, match=message):
+            fid.set_reference(nothing)
+        assert fid.reference_n is None
+    fid = FID(feature_net())
+    fid.set_reference([torch.empty(0, 3, 16, 16), images(0, n=3), torch.empty(0, 3, 16, 16)])
+    assert fid.reference_n == 3
+    with pytest.raises(ValueError, match=exactly("generated: FID needs at least 2 generated images")):
+        fid.score(torch.empty(0, 3, 16, 16))
+

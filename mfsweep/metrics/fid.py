@@ -147,6 +147,8 @@ class FID:
     def _accumulate(self, images: torch.Tensor | Iterable[torch.Tensor], real: bool) -> None:
         for batch in _batches(images, self.batch_size):
             batch = self._prepare(batch)
+            if batch.shape[0] == 0:
+                continue  # adds nothing; the networks' (N, F) reshape cannot infer F from no rows
             if self._metric is None:
                 # F from one image: torchmetrics would probe with a random image from the global RNG.
                 self._metric_for(self._feature(batch[:1]).reshape(1, -1).shape[1])
