@@ -303,3 +303,51 @@ def test_a_fresh_fid_given_no_images_names_the_count_zero():
     with pytest.raises(ValueError, match=exactly("generated: FID needs at least 2 generated images")):
         fid.score(torch.empty(0, 3, 16, 16))
 
+
+def test_moments_from_a_float32_cache_are_taken_in_float64(tmp_path: Path):
+    """A cache whose moments are float32 (`_save_cache` writes float64; the .npz format allows either) loads
+    into float64 sums: the reference moments are the stored values exactly widened to float64."""
+    net = feature_net()
+    fx = features(net, images(0, n=50))
+    mu32, sigma32 = fx.mean(0).astype(np.float32), np.cov(fx, rowvar=False).astype(np.float32)
+    cache = tmp_path / "ref.npz"
+    np.savez(cache, mu=mu32, sigma=sigma32, n=np.int64(50), fingerprint=np.str_(hand_fingerprint(net, "custom:float01")))
+    fid = FID(net, reference_cache=cache)
+    fid.set_reference([])  # the cache is used
+    mu, sigma, n = fid.reference_stats()
+    assert n == 50 and mu.dtype == sigma.dtype == np.float64
+    assert fid._metric.real_features_sum.dtype == fid._metric.real_features_cov_sum.dtype == torch.float64
+    np.testing.assert_allclose(mu, mu32.astype(np.float64), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(sigma, sigma32.astype(np.float64), rtol=1e-10, atol=1e-14)
+    y = images(1, shift=0.1)
+    fy = features(net, y)
+    expected = frechet(mu32.astype(np.float64), sigma32.astype(np.float64), fy.mean(0), np.cov(fy, rowvar=False))
+    assert fid.score(y) == pytest.approx(expected, rel=1e-4)
+
+
+class StaysPut(nn.Sequential):
+    """A feature network that records the device `.to()` asks for and keeps its weights where they are."""
+
+    def to(self, *args, **kwargs):
+        self.moved_to = (args, kwargs)
+        return self
+
+
+def test_network_images_metric_and_loaded_cache_go_to_the_fids_device(tmp_path: Path):
+    """On the meta device (no data, no compute), available without a GPU: FID asks for its device for the
+    network, the images it prepares, the metric's states and the moments it loads from a cache."""
+    meta = torch.device("meta")
+    net = StaysPut(*feature_net())
+    cache = tmp_path / "ref.npz"
+    mu, sigma = np.linspace(-1, 1, 16), np.eye(16) * 0.5
+    np.savez(cache, mu=mu, sigma=sigma, n=np.int64(7), fingerprint=np.str_(hand_fingerprint(net, "custom:float01")))
+    fid = FID(net, reference_cache=cache, device="meta")
+    assert net.moved_to == ((meta,), {}) and fid.device == meta
+    assert fid._prepare(images(0, n=2)).device == meta
+    fid.set_reference([])  # from the cache
+    m = fid._metric
+    states = (m.real_features_sum, m.real_features_cov_sum, m.real_features_num_samples,
+              m.fake_features_sum, m.fake_features_cov_sum, m.fake_features_num_samples)
+    assert [t.device for t in states] == [meta] * 6 and fid.reference_n == 7
+    assert m.real_features_sum.shape == (16,) and m.real_features_cov_sum.shape == (16, 16)
+    assert m.real_features_sum.dtype == m.real_features_cov_sum.dtype == torch.float64
