@@ -45,9 +45,10 @@ def train_only(steps: int, members: list[tuple[float, int]]) -> float:
     task = VectorTask.from_config(cfg, [a for a, _ in members], [s for _, s in members])
     opt = task.configure_optimizers()
     start = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(steps):  # the module's own step: draws, loss, backward, clipping, AdamW, both EMAs
         opt.zero_grad(set_to_none=True)
-        task.losses(task.draw_batch())["total"].sum().backward()
+        task.training_step(None, 0).backward()
+        task.on_before_optimizer_step(opt)
         opt.step()
         task.update_emas()
     return time.perf_counter() - start
@@ -59,6 +60,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/p1"))
     parser.add_argument("--loop-only", action="store_true", help="only the training-loop comparison")
     args = parser.parse_args()
+    from mfsweep.tasks.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as each mfsweep-train process does
     cells = [(a / 10, s) for a in range(11) for s in range(3)]
     packed_loop = train_only(args.steps, cells)
     single_loop = sum(train_only(args.steps, [c]) for c in cells)
