@@ -160,6 +160,18 @@ def test_mlp_defaults_and_the_smallest_valid_sizes():
     assert [tuple(w.shape) for w in tiny.weights] == [(1, 1, 3), (1, 1, 1)]
 
 
+def test_mlp_io_kwargs_rebuild_a_network_with_the_same_inputs_and_outputs():
+    """`io_kwargs()` is what a learned velocity head is built from (method/proxy.py): the constructor's own keys,
+    so a network of another width and depth beside it takes and returns the same shapes."""
+    from mfsweep.models.mlp import EnsembleMLP
+
+    m = EnsembleMLP(3, 5, width=8, depth=2)
+    assert m.io_kwargs() == {"n_members": 3, "dim": 5}
+    head = EnsembleMLP(**m.io_kwargs(), width=4, depth=1)
+    z, t = torch.randn(3, 7, 5), torch.rand(3, 7)
+    assert head(z, t, t).shape == m(z, t, t).shape == (3, 7, 5)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_streaming_variance_stays_on_the_gradients_device():
     """Gradients on a GPU: the accumulator lives there too (an m2 left on the CPU fails at the second add)."""
