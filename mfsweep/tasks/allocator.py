@@ -1,13 +1,11 @@
 """Keep freed memory in the process: the packed step allocates and frees dozens of multi-megabyte activations a
 step, and with glibc's defaults much of that memory goes back to the system when freed (unmapped, or trimmed off
-the heap) and its pages fault in again on first touch (a bias copy into a
-new 4 MB output took 1.7 ms where it takes 0.2 ms in reused memory). With this setting the packed step of
-benchmarks/allocator.py faults in ~100 pages a step instead of 2,000-6,000 and runs about 1.1x faster on one
-thread (benchmarks/BENCHMARKS.md)."""
+the heap) and its pages fault in again on first touch (a bias copy into a new 4 MB output took 1.7 ms where it
+takes 0.2 ms in reused memory). With this setting the packed step of benchmarks/allocator.py faults in ~100
+pages a step instead of 2,000-6,000 and runs about 1.1x faster on one thread (benchmarks/BENCHMARKS.md)."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 # mallopt(3) parameters (glibc's malloc.h).
@@ -23,10 +21,8 @@ def keep_freed_memory() -> bool:
     True if it took effect (False off Linux/glibc, where nothing changes)."""
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    except AttributeError:  # musl and other C libraries have no mallopt
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
