@@ -39,18 +39,15 @@ def train_only(steps: int, members: list[tuple[float, int]]) -> float:
 
     from mfsweep.cli.train import CONF_DIR
     from mfsweep.tasks.vector import VectorTask
+    from packed_step import packed_step
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["tangent=ema", "grad_var.every=0"])
     task = VectorTask.from_config(cfg, [a for a, _ in members], [s for _, s in members])
-    opt = task.configure_optimizers()
+    step = packed_step(task)  # the module's own step: draws, loss, backward, clipping, AdamW, both EMAs
     start = time.perf_counter()
-    for _ in range(steps):  # the module's own step: draws, loss, backward, clipping, AdamW, both EMAs
-        opt.zero_grad(set_to_none=True)
-        task.training_step(None, 0).backward()
-        task.on_before_optimizer_step(opt)
-        opt.step()
-        task.update_emas()
+    for _ in range(steps):
+        step()
     return time.perf_counter() - start
 
 
