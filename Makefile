@@ -24,7 +24,7 @@ demo: $(STAMP)
 test: $(STAMP) chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# Debian's chromium for the report's browser test (tests/test_browser.py drives it with Playwright; no browser
+# Debian's chromium for the report's browser test (tests/report/test_browser.py drives it with Playwright; no browser
 # download). Installed only where missing and only as root; elsewhere the test says why it skips (fails if CI=true).
 chromium:
 	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && apt-get update -q \

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mfsweep.sweep.aggregate import (add_floor_excess, best_alpha, collect, group_settings, read_history,
+from mfsweep.report.aggregate import (add_floor_excess, best_alpha, collect, group_settings, read_history,
                                      summarise)
-from mfsweep.sweep.compare import compare_methods, is_grid
-from mfsweep.sweep.verdict import (checkpoint_key, fmt_pm, matched_steps, paired_by_seed, seed_values,
+from mfsweep.report.compare import compare_methods, is_grid
+from mfsweep.report.verdict import (checkpoint_key, fmt_pm, matched_steps, paired_by_seed, seed_values,
                                    setting_histories, stability)
 
 METRICS = ("sw1", "sw2", "grad_var", "sw1_excess")

@@ -9,7 +9,7 @@ from conftest import TINY, compose_cfg
 from matplotlib.figure import Figure
 
 from mfsweep.data.gmm import GaussianMixture, three_mode_mixture
-from mfsweep.sweep.figures import (
+from mfsweep.figures import (
     figure_loss_variance,
     figure_trace_maps,
     jacobi_factor,

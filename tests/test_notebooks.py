@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbmake.nb_run import NotebookRun
 
-from mfsweep.sweep.report import build_report, resolve_sweep_dir
+from mfsweep.report.page import build_report, resolve_sweep_dir
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib
 
 from mfsweep.cli.errors import reader_gone
-from mfsweep.sweep.report import build_report, report_text, shown_path, write_report
+from mfsweep.report.page import build_report, report_text, shown_path, write_report
 
 
 def report(sweep_dir: Path, *more: Path) -> str:

@@ -196,11 +196,11 @@ def _figure(arrays: dict[str, Any], title: str) -> Any:
     """The samples plot for the cell's W&B run: a scatter of 2-D samples, or an image grid."""
     gen, ref = arrays.get("generated"), arrays.get("reference")
     if gen is not None and gen.ndim == 2 and gen.shape[1] >= 2:
-        from mfsweep.sweep.plots import scatter_samples
+        from mfsweep.report.plots import scatter_samples
 
         return scatter_samples(gen[:5000], None if ref is None else ref[:5000], title=title)
     if gen is not None and gen.ndim == 4:
-        from mfsweep.sweep.images import image_grid
+        from mfsweep.report.sample_grid import image_grid
 
         return image_grid(gen[:64], title=title)
     return None

@@ -15,7 +15,7 @@ batch from the same generator and keeps its rows (rank k of W: rows k B / W to (
 processes take the gradient of the whole batch's mean loss, as one process would (DDP averages the
 per-rank means of equal slices). The JVP is taken on the DiT itself (`self.model`), which Lightning's DDP
 wrapper only encloses: `torch.func.jvp` never sees the wrapper, and the loss backpropagates through the
-JVP's primal output, so DDP's gradient hooks all-reduce as for any forward (tests/test_ddp.py checks it).
+JVP's primal output, so DDP's gradient hooks all-reduce as for any forward (tests/tasks/test_ddp.py checks it).
 Logged losses and the divergence flag are averaged over ranks, so every rank stops at the same step.
 Gradient-variance replicas use the whole batch on every rank. FID runs on rank 0 only.
 

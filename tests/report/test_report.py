@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from mfsweep.cli.report import main
-from mfsweep.sweep.aggregate import best_alpha, collect, group_settings, summarise
+from mfsweep.report.aggregate import best_alpha, collect, group_settings, summarise
 from mfsweep.sweep.record import make_record, read_record, write_record
-from mfsweep.sweep.report import build_report, report_text, write_report
+from mfsweep.report.page import build_report, report_text, write_report
 
 MISSING, FAILED, DIVERGED = "alpha=0.5,seed=1", "alpha=1,seed=0", "alpha=1,seed=1"
 ERROR = "RuntimeError: out of memory at step 7"
@@ -244,7 +244,7 @@ def test_markdown_captions_escape_their_asterisks(tmp_path):
 
 def test_alpha_colours_read_on_white():
     """WCAG contrast of every alpha's colour against white is at least 3:1 (graphics), so no light lime."""
-    from mfsweep.sweep.plots import alpha_color
+    from mfsweep.report.plots import alpha_color
 
     def luminance(rgb):
         c = np.array(rgb[:3])
@@ -256,7 +256,7 @@ def test_alpha_colours_read_on_white():
 
 
 def test_each_format_writes_the_emphasis_legend_in_its_own_marker():
-    from mfsweep.sweep.table import Table
+    from mfsweep.report.table import Table
 
     table = Table("t", ["a", "b"], [{}], [["0.1", "0.2"]], bold={(0, 1)}, note="Extra.", bold_means="the best.")
     assert table.text().endswith("*...*: the best. Extra.") and "*0.2*" in table.text()
@@ -266,7 +266,7 @@ def test_each_format_writes_the_emphasis_legend_in_its_own_marker():
 
 
 def test_diagnostics_that_say_nothing_are_named_not_shown(tmp_path):
-    from mfsweep.sweep.table import diagnostics_table
+    from mfsweep.report.table import diagnostics_table
 
     _synthetic(tmp_path, {0.0: [0.5, 0.6], 1.0: [0.4, 0.5]})
     for p in tmp_path.rglob("result.json"):

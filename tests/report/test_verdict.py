@@ -8,10 +8,10 @@ import pytest
 from scipy import stats
 
 from conftest import compose_cfg
-from mfsweep.sweep.aggregate import collect, group_settings, read_history, summarise
+from mfsweep.report.aggregate import collect, group_settings, read_history, summarise
 from mfsweep.sweep.record import make_record, write_record
-from mfsweep.sweep.report import build_report
-from mfsweep.sweep.verdict import (
+from mfsweep.report.page import build_report
+from mfsweep.report.verdict import (
     checkpoint_key, fmt_pm, matched_steps, paired_interval, setting_histories, stability, verdict,
 )
 

@@ -12,7 +12,7 @@ from test_plan import ARGS, CLI
 from test_slurm_sweep import PRESET
 
 from mfsweep.cli.status import main as status_main
-from mfsweep.sweep.aggregate import collect, group_settings, summarise
+from mfsweep.report.aggregate import collect, group_settings, summarise
 from mfsweep.sweep.lock import read_lock
 from mfsweep.sweep.plan import read_plan, submitted_tasks
 from slurm_cluster import SlurmCluster

@@ -1,4 +1,4 @@
-"""Schedules and proxies against the constant-alpha grid beside them (mfsweep/sweep/compare.py): constructed
+"""Schedules and proxies against the constant-alpha grid beside them (mfsweep/report/compare.py): constructed
 records whose per-seed differences are known, in one folder and in two folders reported together."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from scipy import stats
 
 from mfsweep.cli.report import main as report_main
 from mfsweep.sweep.cells import cell_name
-from mfsweep.sweep.aggregate import collect, group_settings, read_history, summarise
-from mfsweep.sweep.compare import compare_methods
+from mfsweep.report.aggregate import collect, group_settings, read_history, summarise
+from mfsweep.report.compare import compare_methods
 from mfsweep.sweep.record import make_record, write_record
-from mfsweep.sweep.report import build_report
+from mfsweep.report.page import build_report
 
 EMA = {"name": "ema", "ema_decay": 0.99}
 COSINE = {"name": "cosine", "start": 0.0, "end": 1.0, "begin": 0, "end_step": 1000}

@@ -16,7 +16,7 @@ from conftest import TINY, compose_cfg
 
 from mfsweep.cli.train import train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "mfsweep.cli.train"]
 QUICK = [a for a in TINY if not a.startswith("grad_var.")] + ["grad_var.every=0", "eval.n_samples=200"]
 

@@ -1,5 +1,5 @@
-"""Tests that kill the mutants of mfsweep/method/posterior.py that survived tests/test_posterior.py and
-tests/test_posterior_sampling.py (docs/testing.md, "posterior.py", lists each survivor with the test here that
+"""Tests that kill the mutants of mfsweep/method/posterior.py that survived tests/method/test_posterior.py and
+tests/method/test_posterior_sampling.py (docs/testing.md, "posterior.py", lists each survivor with the test here that
 kills it, or why it is equivalent).
 
 Every expected value is computed independently of the code under test: posterior weights, means and variances

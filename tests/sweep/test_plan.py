@@ -15,7 +15,7 @@ from wandb_files import run_contents
 
 from mfsweep.cli.status import main as status_main
 from mfsweep.sweep.runner import checkpoint_path
-from mfsweep.sweep.aggregate import collect, group_settings, summarise
+from mfsweep.report.aggregate import collect, group_settings, summarise
 from mfsweep.sweep.cells import context_name, job_cells, setting_keys
 from mfsweep.sweep.plan import assign_tasks, merge_plan, read_plan
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mfsweep.sweep.report import build_report, write_report
+from mfsweep.report.page import build_report, write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # No first-run work, no network, no GPU, and no sandbox (tests may run as root in a container).

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfsweep.sweep.aggregate import (
+from mfsweep.report.aggregate import (
     NOT_COMPLETED, Row, Setting, best_alpha, expected_dir, paired_difference, setting_label, varying_keys,
 )
-from mfsweep.sweep.verdict import Interval, StepVerdict, Verdict, as_dict, fmt_pm
+from mfsweep.report.verdict import Interval, StepVerdict, Verdict, as_dict, fmt_pm
 
 TERMINAL = 100  # columns the console tables and captions fit in
 

@@ -32,7 +32,7 @@ from mfsweep.models.dit import DiT
 from mfsweep.models.mlp import EnsembleMLP
 from mfsweep.sweep.components import build_proxy, build_schedule
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 BUILT_IN = ("conditional", "ema", "oracle", "online", "velocity_head")
 YAMLS = sorted(p.stem for p in (CONF / "tangent").glob("*.yaml"))  # a new YAML is tested too
 E, D = 3, 2
@@ -275,7 +275,7 @@ def test_group_yaml_builds_its_class_with_exactly_its_keys(name):
     assert isinstance(proxy, Proxy) and name.startswith(proxy.name)  # a variant: <proxy>_<what differs>
     params = set(inspect.signature(type(proxy)).parameters) - {"n_members"}
     assert set(cfg.keys()) - {"_target_"} == params                  # no dead keys, none missing
-    if name.endswith("_dit"):  # a head for the latent DiT: set up beside a tiny one (tests/test_latent.py trains it)
+    if name.endswith("_dit"):  # a head for the latent DiT: set up beside a tiny one (tests/tasks/test_latent.py trains it)
         net = DiT(input_size=8, patch_size=4, in_channels=2, hidden_size=32, depth=1, num_heads=2, num_classes=3)
         proxy.setup(net)
         z, t = torch.randn(2, 2, 8, 8), torch.rand(2)
@@ -376,7 +376,7 @@ def test_the_components_import_nothing_outside_method():
     """docs/design.md: `method/` imports nothing from the rest of the package (heads come in by `_target_`)."""
     import ast
 
-    root = Path(__file__).resolve().parents[1] / "mfsweep" / "method"
+    root = Path(__file__).resolve().parents[2] / "mfsweep" / "method"
     for name in ("component.py", "schedule.py", "proxy.py"):
         tree = ast.parse((root / name).read_text())
         modules = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]

@@ -25,23 +25,23 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from mfsweep.sweep.aggregate import (
+from mfsweep.report.aggregate import (
     NOT_COMPLETED, Row, Setting, add_floor_excess, best_alpha, collect, diagnostic_keys, group_settings,
     loss_settings, mean_floor, mean_history, paired_difference, read_history, summarise,
 )
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic
-from mfsweep.sweep.compare import MethodResult, compare_methods
-from mfsweep.sweep.plots import (
+from mfsweep.report.compare import MethodResult, compare_methods
+from mfsweep.report.plots import (
     AlphaPanel, AlphaStarPanel, CurvePanel, SamplePanel, curves_by_alpha, metric_vs_alpha, predicted_vs_measured,
     samples_grid,
 )
 from mfsweep.sweep.provenance import provenance_differences
 from mfsweep.sweep.record import SAMPLES
-from mfsweep.sweep.table import (
+from mfsweep.report.table import (
     TERMINAL, Table, csv_rows, diagnostics_table, grid_table, headline_table, matched_table, methods_steps_table,
     methods_table, problems_table, settings_table, steps_table, verdict_table,
 )
-from mfsweep.sweep.verdict import (
+from mfsweep.report.verdict import (
     CONFIDENCE, StepVerdict, Verdict, checkpoint_key, matched_steps, setting_histories, stability, verdict,
 )
 

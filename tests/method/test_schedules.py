@@ -28,7 +28,7 @@ from mfsweep.method.schedule import (
 from mfsweep.method.theory import c_from_jacobian
 from mfsweep.sweep.components import build_schedule
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 BUILT_IN = ("constant", "linear", "cosine", "sigmoid", "step", "adaptive", "adaptive_h")
 YAMLS = sorted(p.stem for p in (CONF / "alpha").glob("*.yaml"))  # a new YAML is tested too
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from mfsweep.sweep.aggregate import NOT_COMPLETED, Row, Setting, best_alpha, mean_sem
+from mfsweep.report.aggregate import NOT_COMPLETED, Row, Setting, best_alpha, mean_sem
 
 CONFIDENCE = 0.95
 # Checkpoint metrics in the order the report looks for them: the 2-D/DGMM curve, then the DiT's FID.

@@ -17,7 +17,7 @@ from mfsweep.cli.errors import one_line
 from mfsweep.cli.validate import validate
 
 ENTRY = [sys.executable, "-m", "mfsweep.cli.entry"]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(cwd: Path, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from conftest import TINY, compose_cfg
 
 from mfsweep.cli.train import train
 from mfsweep.cli.validate import ConfigError, validate
-from mfsweep.sweep.aggregate import collect, summarise, varying_keys
+from mfsweep.report.aggregate import collect, summarise, varying_keys
 from mfsweep.sweep.cells import MEMBER_KEYS, job_cells, member_keys, packs
 from mfsweep.tasks.optim import MemberAdamW, lr_factor
 

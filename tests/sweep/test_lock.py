@@ -12,8 +12,8 @@ from pathlib import Path
 
 from test_plan import ARGS, CLI
 
-from mfsweep.sweep.report import build_report, provenance_warnings, report_text, write_report
-from mfsweep.sweep.aggregate import collect, group_settings, summarise
+from mfsweep.report.page import build_report, provenance_warnings, report_text, write_report
+from mfsweep.report.aggregate import collect, group_settings, summarise
 from mfsweep.sweep.lock import LOCK, acquire, read_lock, release
 from mfsweep.sweep.record import make_record, read_record, write_record
 

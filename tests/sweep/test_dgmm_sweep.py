@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from mfsweep.cli.train import CONF_DIR
 from mfsweep.metrics.sliced import projections
 
-SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
+SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 
 
 def _compose_sweep_file(*overrides: str):

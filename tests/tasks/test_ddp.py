@@ -1,7 +1,7 @@
 """Lightning DDP with the JVP: 2 CPU processes (gloo) keep identical parameters, and equal one process
 trained on the combined batch (the latent DiT task's every-rank-draws-the-global-batch design).
 
-The test runs this file as a script (`python tests/test_ddp.py OUT DEVICES`): Lightning's `ddp` strategy
+The test runs this file as a script (`python tests/tasks/test_ddp.py OUT DEVICES`): Lightning's `ddp` strategy
 starts the second process by running the same command again, as it does for `mfsweep-train`.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from mfsweep.tasks.latent import LatentDiTTask
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 STEPS = 3
 # Guidance on, the EMA tangent at alpha = 0.5 and the anchor: every part of the loss crosses the sync. FID at
