@@ -29,14 +29,25 @@ import torch
 
 from mfsweep.method.proxy import ConditionalProxy, EMAProxy
 from mfsweep.method.schedule import ConstantAlpha
-from mfsweep.tasks.latent import GuidanceConfig, LatentDiTTask
-from mfsweep.tasks.meanflow import LossConfig, OptimConfig
+from mfsweep.config import CONF_DIR
+from mfsweep.config.sections import (DiagnosticsConfig, FIDConfig, GradVarConfig, GuidanceConfig, LossConfig,
+                                     OptimConfig)
+from mfsweep.tasks.latent import LatentDiTTask
 
 B4 = dict(patch_size=4, hidden_size=768, depth=12, num_heads=12, mlp_ratio=4.0)
 TINY = dict(patch_size=4, hidden_size=64, depth=2, num_heads=2, mlp_ratio=4.0)
+
+def _dit_recipe(*overrides: str) -> Any:
+    """conf/'s DiT recipe (trainer=dit) with `overrides`."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=["trainer=dit", "grad_var.every=0", "diagnostics.every=0", *overrides])
+
+
 RECIPES = {
-    "alpha=0": dict(alpha=0.0, proxy=ConditionalProxy, loss=LossConfig(adaptive_p=1.0)),
-    "corner": dict(alpha=1.0, proxy=EMAProxy, loss=LossConfig(adaptive_p=0.0, anchor_weight=0.1)),
+    "alpha=0": dict(alpha=0.0, proxy=ConditionalProxy, cfg=_dit_recipe("loss.adaptive_p=1.0")),
+    "corner": dict(alpha=1.0, proxy=EMAProxy, cfg=_dit_recipe("loss.adaptive_p=0.0", "loss.anchor_weight=0.1")),
 }
 
 
@@ -71,9 +82,11 @@ def make_step(impl: str, recipe: str, model_cfg: dict, batch: int, device: torch
     r = RECIPES[recipe]
     cls = PlainStep if impl.startswith("plain") else LatentDiTTask
     task = cls(data, ConstantAlpha(r["alpha"]), 0, model_cfg=model_cfg, num_classes=1000, batch_size=batch,
-               time_cfg=dict(dist="logit_normal", mu=-0.4, sigma=1.0, ratio=0.25), guidance=GuidanceConfig(),
-               proxy=r["proxy"](), loss=r["loss"],
-               optim=OptimConfig(lr=1e-4, betas=(0.9, 0.95), grad_clip=0.0, eval_ema_decay=0.9999)).to(device)
+               time_cfg=dict(r["cfg"].time), guidance=GuidanceConfig.from_node(r["cfg"].guidance),
+               fid=FIDConfig.from_node(r["cfg"].metrics.fid | {"features": "classifier"}),
+               proxy=r["proxy"](), loss=LossConfig.from_node(r["cfg"].loss), optim=OptimConfig.from_node(r["cfg"].trainer),
+               grad_var=GradVarConfig.from_node(r["cfg"].grad_var),
+               diagnostics=DiagnosticsConfig.from_node(r["cfg"].diagnostics)).to(device)
     opt = task.configure_optimizers()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 

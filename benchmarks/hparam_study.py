@@ -24,7 +24,7 @@ STUDY = ["dataset=two_moons", "tangent=ema", "alpha.value=0.5", "seed=0,1,2", "t
 
 def run(out: Path, steps: int, extra: list[str]) -> float:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "mfsweep.cli.train", "-m", *STUDY, f"trainer.max_steps={steps}",
+    cmd = [sys.executable, "-m", "mfsweep.cli.entry", "-m", *STUDY, f"trainer.max_steps={steps}",
            f"hydra.sweep.dir={out}", *extra]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)

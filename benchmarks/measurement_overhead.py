@@ -15,7 +15,8 @@ import time
 
 from hydra import compose, initialize_config_dir
 
-from mfsweep.cli.train import CONF_DIR
+from mfsweep.tasks import build_task
+from mfsweep.config import CONF_DIR
 from mfsweep.tasks.vector import VectorTask
 
 
@@ -26,7 +27,7 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["tangent=ema"])
     cells = [(a / 10, s) for a in range(11) for s in range(3)]
-    task = VectorTask.from_config(cfg, [a for a, _ in cells], [s for _, s in cells])
+    task = build_task(cfg, [a for a, _ in cells], [s for _, s in cells], cls=VectorTask)
     opt = task.configure_optimizers()
     measures = {"grad_var": (cfg.grad_var.every, task.measure_grad_var),
                 "diagnostics": (cfg.diagnostics.every, task.measure_diagnostics)}

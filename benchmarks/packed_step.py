@@ -23,7 +23,8 @@ import time
 import torch
 from hydra import compose, initialize_config_dir
 
-from mfsweep.cli.train import CONF_DIR
+from mfsweep.tasks import build_task
+from mfsweep.config import CONF_DIR
 from mfsweep.tasks.allocator import keep_freed_memory
 from mfsweep.tasks.vector import VectorTask
 from vmap_ensemble import VmapEnsemble
@@ -34,7 +35,7 @@ def packed_task(members: int, width: int, batch: int, compile: bool) -> VectorTa
                  f"model.width={width}", f"trainer.batch_size={batch}", f"trainer.compile={str(compile).lower()}"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    return VectorTask.from_config(cfg, [i / max(1, members - 1) for i in range(members)], list(range(members)))
+    return build_task(cfg, [i / max(1, members - 1) for i in range(members)], list(range(members)), cls=VectorTask)
 
 
 def packed_step(task: VectorTask):

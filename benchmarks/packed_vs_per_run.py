@@ -25,7 +25,7 @@ ALPHAS = "0.0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
 
 def cli(out: Path, steps: int, packed: bool) -> float:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "mfsweep.cli.train", "-m", "dataset=swiss_roll", "tangent=ema", f"alpha.value={ALPHAS}",
+    cmd = [sys.executable, "-m", "mfsweep.cli.entry", "-m", "dataset=swiss_roll", "tangent=ema", f"alpha.value={ALPHAS}",
            "seed=0,1,2", f"trainer.max_steps={steps}", "logger=csv", "trainer.progress=false",
            "trainer.checkpoint_every=0", f"hydra.sweep.dir={out}"] + (["sweep.mode=packed"] if packed else [])
     start = time.perf_counter()
@@ -37,13 +37,13 @@ def train_only(steps: int, members: list[tuple[float, int]]) -> float:
     """Plain loop: `steps` optimizer steps of a VectorTask holding `members`, no Lightning around it."""
     from hydra import compose, initialize_config_dir
 
-    from mfsweep.cli.train import CONF_DIR
+    from mfsweep.config import CONF_DIR
     from mfsweep.tasks.vector import VectorTask
     from packed_step import packed_step
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["tangent=ema", "grad_var.every=0"])
-    task = VectorTask.from_config(cfg, [a for a, _ in members], [s for _, s in members])
+    task = build_task(cfg, [a for a, _ in members], [s for _, s in members], cls=VectorTask)
     step = packed_step(task)  # the module's own step: draws, loss, backward, clipping, AdamW, both EMAs
     start = time.perf_counter()
     for _ in range(steps):

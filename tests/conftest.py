@@ -8,7 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from mfsweep.cli.train import CONF_DIR, train
+from mfsweep.cli.train import train
+from mfsweep.config import CONF_DIR
 from slurm_cluster import slurm_cluster  # noqa: F401  (session fixture: a real local SLURM)
 
 os.environ.setdefault("WANDB_MODE", "offline")

@@ -8,6 +8,7 @@ import torch
 from conftest import TINY, compose_cfg
 from matplotlib.figure import Figure
 
+from mfsweep.tasks import build_task
 from mfsweep.data.gmm import GaussianMixture, three_mode_mixture
 from mfsweep.figures import (
     figure_loss_variance,
@@ -92,7 +93,7 @@ def test_loss_variance_of_a_linear_model_is_the_hand_formula():
 
 def test_loss_variance_and_trace_map_of_a_trained_task():
     cfg = compose_cfg(*TINY, "dataset=dgmm", "dataset.dim=2", "dataset.n_components=3", "tangent=oracle")
-    task = task_class("dgmm").from_config(cfg, [0.0, 1.0], [0, 1])
+    task = build_task(cfg, [0.0, 1.0], [0, 1])
     lv = loss_variance_for_task(task, n_per_bin=50, edges=(0.0, 0.5, 1.0))
     assert lv.stochastic.shape == lv.deterministic.shape == (2, 2) and (lv.count == 50).all()
     assert np.isfinite(lv.stochastic).all() and np.isfinite(lv.deterministic).all()
@@ -108,7 +109,7 @@ def test_loss_variance_trace_map_and_figure_of_a_task_against_independent_recomp
     import copy
 
     cfg = compose_cfg(*TINY, "dataset=dgmm", "dataset.dim=2", "dataset.n_components=3", "tangent=oracle")
-    task = task_class("dgmm").from_config(cfg, [0.0, 1.0], [0, 1])
+    task = build_task(cfg, [0.0, 1.0], [0, 1])
     edges, n = (0.0, 0.5, 1.0), 50
     lv = loss_variance_for_task(task, n_per_bin=n, edges=edges, seed=3)
 

@@ -40,7 +40,7 @@ OmegaConf.register_new_resolver("mfsweep.first", lambda *args: next((a for a in 
 def pack(overrides: List[Override], keys: List[str], parser: OverridesParser) -> List[Override]:
     """Replace each discrete sweep over one of `keys` (or a key of a component group `keys` names, `alpha.*`) by
     a single list-valued override."""
-    from mfsweep.sweep.cells import packs
+    from mfsweep.config.members import packs
 
     packed = []
     for o in overrides:
@@ -57,11 +57,11 @@ class MfsweepSweeper(BasicSweeper):
         the CLI's preflight checks these."""
         sweep_cfg = self.config.get("sweep", {}) if self.config is not None else {}
         if sweep_cfg.get("mode", "per_run") == "packed":
-            from mfsweep.cli.validate import check_packed_keys
+            from mfsweep.config.members import packed_keys
 
-            check_packed_keys(sweep_cfg.get("packed_keys", []))  # before any job starts
+            keys = packed_keys(sweep_cfg)  # checked before any job starts
             parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-            overrides = pack(overrides, list(sweep_cfg.get("packed_keys", [])), parser)
+            overrides = pack(overrides, keys, parser)
         return BasicSweeper.split_arguments(overrides, max_batch_size)
 
     def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> Any:  # type: ignore[override]
@@ -69,7 +69,7 @@ class MfsweepSweeper(BasicSweeper):
         return self.planned.select(batches, lambda o: self.hydra_context.config_loader.load_sweep_config(self.config, o))
 
     def sweep(self, arguments: List[str]) -> Any:
-        from mfsweep.cli.status import summary
+        from mfsweep.sweep.status import summary
         from mfsweep.sweep.launch import PlannedLaunch
 
         self.planned = PlannedLaunch.from_hydra(self.config, arguments)

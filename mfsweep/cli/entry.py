@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from mfsweep.cli.errors import is_config_error, one_line
 from mfsweep.cli.preflight import preflight
+from mfsweep.config import CONF_DIR
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 EXIT_CONFIG = 2  # the conventional status of a command-line usage error
 DEBUG_VARIABLES = ("MFSWEEP_DEBUG", "HYDRA_FULL_ERROR")
 

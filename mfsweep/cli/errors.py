@@ -1,5 +1,5 @@
-"""Config errors: the error type of the checks, and any config error (ours or Hydra's) as one line that
-names the key, with the nearest known key or option for a typo."""
+"""Any config error (a `ConfigValueError` from the part that owns the key, or Hydra's) as one line that names
+the key, with the nearest known key or option for a typo."""
 from __future__ import annotations
 
 import difflib
@@ -11,43 +11,22 @@ from pathlib import Path
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import OmegaConf
 
+from mfsweep.method.errors import ConfigValueError
+
 HYDRA_CONFIG_ERRORS = (ConfigCompositionException, OverrideParseException)  # MissingConfigException included
 # Hydra's advice for an unknown key ("To append to your config use +key=value") is wrong for a typo.
 HYDRA_ADVICE = re.compile(r"^(To append to your config use|Set the environment variable HYDRA_FULL_ERROR|"
                           r"\s*full_key:|\s*object_type=|\s*$)")
 
 
-class ConfigError(ValueError):
-    """A bad config value; the message starts with the key."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"config key '{key}': {message}")
-        self.key, self.message = key, message
-
-    def __reduce__(self) -> tuple:
-        # Picklable with both arguments: a submitit job hands its exception back to the launching process.
-        return type(self), (self.key, self.message)
-
-
-def component_error() -> type[Exception] | None:
-    """A component's `ConfigValueError` (mfsweep/method/component.py) once a schedule or proxy was built; until
-    then none can have been raised, and importing it (torch) would slow `--help`."""
-    module = sys.modules.get("mfsweep.method.component")
-    return module.ConfigValueError if module is not None else None
-
-
 def is_config_error(err: Exception) -> bool:
-    """Whether `err` is a bad config value (ours, a component's or Hydra's): one line and exit status 2."""
-    component = component_error()
-    return isinstance(err, (ConfigError, *HYDRA_CONFIG_ERRORS)) or (component is not None and isinstance(err, component))
+    """Whether `err` is a bad config value (ours or Hydra's): one line and exit status 2."""
+    return isinstance(err, (ConfigValueError, *HYDRA_CONFIG_ERRORS))
 
 
 def one_line(err: Exception, conf_dir: Path, argv: list[str]) -> str:
     """The error as one line that names the key or group, with the nearest known one for a typo."""
-    if isinstance(err, ConfigError):
-        return str(err)
-    component = component_error()
-    if component is not None and isinstance(err, component):
+    if isinstance(err, ConfigValueError):
         # `tangent=oracle needs ...` names the group's choice; `alpha.end must be ...` the key
         message = f"{err.key}{err.message}" if err.message.startswith("=") else err.message
         return f"config key '{err.key}': {message}"

@@ -21,11 +21,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mfsweep.cli.validate import validate
+from mfsweep.config.members import packed_keys
 from mfsweep.sweep.cells import context_name
 from mfsweep.sweep.runner import run
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
 
 def train(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Validate the job's config, then train its cells under `root/context` (`runner.run`) and return their
@@ -40,15 +38,5 @@ def train_job(cfg: DictConfig) -> None:
     multirun = hc.mode == RunMode.MULTIRUN
     root = Path(hc.sweep.dir if multirun else hc.run.dir)
     overrides = list(hc.overrides.task)
-    train(cfg, root, context_name(overrides, list(cfg.sweep.packed_keys)), overrides)
+    train(cfg, root, context_name(overrides, packed_keys(cfg.sweep)), overrides)
 
-
-def main() -> None:
-    """`python -m mfsweep.cli.train` is `mfsweep-train` (mfsweep.cli.entry)."""
-    from mfsweep.cli.entry import main as entry_main
-
-    entry_main()
-
-
-if __name__ == "__main__":
-    main()

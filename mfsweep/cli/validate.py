@@ -12,9 +12,10 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mfsweep.cli.errors import ConfigError
-from mfsweep.sweep.cells import (COMPONENT_GROUPS, GRID_KEYS, MEMBER_KEYS, RERUN_CHOICES, SHAPE_PREFIXES, is_packed,
-                                 job_cells, member_keys, packs)
+from mfsweep.method.errors import ConfigValueError as ConfigError
+from mfsweep.config.build import member_keys
+from mfsweep.config.members import MEMBER_KEYS, is_packed, packed_keys
+from mfsweep.sweep.cells import RERUN_CHOICES, job_cells
 
 # Datasets whose posterior is known exactly (docs/method.md 3), so that tangent=oracle exists: Gaussian
 # mixtures, and any vector set made finite with `dataset.finite_size` (its empirical posterior).
@@ -48,22 +49,6 @@ def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
     for v in as_list(value) if key in MEMBER_KEYS else [value]:
         if v not in choices:
             raise ConfigError(key, f"must be one of {list(choices)}, got {v!r}")
-
-
-def check_packed_keys(keys: Any) -> None:
-    """`sweep.packed_keys` may name only per-member keys: those that change tensor shapes or the data cannot
-    differ between the members of one process."""
-    for key in as_list(keys):
-        if str(key).startswith(SHAPE_PREFIXES):
-            raise ConfigError("sweep.packed_keys", f"{key} changes tensor shapes or the data, so members of one "
-                                                   "process cannot differ in it: sweep it as separate jobs "
-                                                   "(leave it out of sweep.packed_keys)")
-        if key not in MEMBER_KEYS and str(key).partition(".")[0] not in COMPONENT_GROUPS:
-            raise ConfigError("sweep.packed_keys", f"{key!r} is not a per-member key; they are {list(MEMBER_KEYS)} "
-                                                   f"and the component groups' keys ({', '.join(f'{g}.*' for g in COMPONENT_GROUPS)})")
-    for key in GRID_KEYS:
-        if not packs(key, [str(k) for k in as_list(keys)]):
-            raise ConfigError("sweep.packed_keys", f"must include {key} (the grid axes), got {list(as_list(keys))}")
 
 
 def _single(cfg: DictConfig, key: str) -> None:
@@ -121,7 +106,7 @@ def _validate_common(cfg: DictConfig) -> None:
     _betas(cfg)
     _choice(cfg, "sweep.rerun", tuple(RERUN_CHOICES))
     _choice(cfg, "sweep.mode", ("per_run", "packed"))
-    check_packed_keys(_get(cfg, "sweep.packed_keys"))
+    packed_keys(cfg.sweep)
     _choice(cfg, "logger.name", ("wandb", "csv", "none"))
     _number(cfg, "seed", low=0, integer=True)
     for key in ("trainer.max_steps", "trainer.batch_size", "trainer.log_every", "eval.n_samples", "eval.n_steps"):
@@ -150,7 +135,7 @@ def _validate_components(cfg: DictConfig) -> None:
     """Build the job's schedule and proxy as its members will have them (each checks its own keys), then what
     they need from each other and from the dataset."""
     from mfsweep.method.component import ConfigValueError
-    from mfsweep.sweep.components import member_proxy, member_schedule
+    from mfsweep.config.build import member_proxy, member_schedule
 
     members = [c.values() for c in job_cells(Path(), "", cfg)]
     schedule, proxy = member_schedule(cfg, members), member_proxy(cfg, members)

@@ -1,5 +1,5 @@
-"""What the configurable parts of the method (alpha schedules, tangent proxies) share: an error that names
-the config key, and keys whose values may differ per ensemble member.
+"""What the configurable parts of the method (alpha schedules, tangent proxies) share: the error that names
+the config key (`mfsweep.method.errors`), and keys whose values may differ per ensemble member.
 
 A packed run trains E members in one process, and any scalar key may differ between them. So every key of a
 schedule or a proxy is read as one value per member: a number (shared by all members), or a list of E
@@ -14,19 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-
-class ConfigValueError(ValueError):
-    """A bad value of a component's config key; the message starts with the key
-    (`alpha.end must be in [0, 1], got 2`). A message starting with `=` names a choice of the group
-    (`tangent=oracle needs ...`)."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}{'' if message.startswith('=') else ' '}{message}")
-        self.key, self.message = key, message
-
-    def __reduce__(self) -> tuple:
-        # picklable with both arguments (a submitit job hands its exception back to the launcher)
-        return type(self), (self.key, self.message)
+from mfsweep.method.errors import ConfigValueError  # noqa: F401  (the components' error)
 
 
 @dataclass(frozen=True)

@@ -17,30 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from mfsweep.config.members import GRID_KEYS, is_packed, member_values, packs
 from mfsweep.sweep.record import read_record, round_alpha
 
-# Keys of the engine that may differ between the members of one packed process (docs/design.md, "Execution
-# modes"): each is a scalar that changes no tensor shape, and the engine holds it as one value per member.
-# The alpha schedule's and the tangent proxy's own keys are per-member too: their classes declare them
-# (`member_keys`, mfsweep/sweep/components.py), so a new component adds its keys without touching this list.
-MEMBER_KEYS = (
-    "alpha.value", "seed",
-    "trainer.lr", "trainer.betas", "trainer.weight_decay", "trainer.grad_clip", "trainer.ema_decay",
-    "trainer.lr_schedule", "trainer.warmup_steps",
-    "time.mu", "time.sigma", "time.ratio", "time.dist",
-    "loss.adaptive_p", "loss.adaptive_eps", "loss.anchor_weight", "loss.offset",
-)
-# Config groups whose every key (one level down) is a component's, hence per-member; `alpha.*` in
-# `sweep.packed_keys` packs all of the group's keys.
-COMPONENT_GROUPS = ("alpha", "tangent")
-# The grid axes every record holds at its top level; the other per-member keys form the cell's setting.
-GRID_KEYS = ("alpha.value", "seed")
-# Keys whose one value is itself a list: a packed sweep over them is a list of lists.
-LIST_VALUED = ("trainer.betas",)
-# Keys that change tensor shapes (or the data), so members of one process must share them.
-SHAPE_PREFIXES = ("model.", "dataset.", "trainer.batch_size")
 # Overrides that do not change what a cell computes, so they must not change its folder.
 NEUTRAL_PREFIXES = ("hydra", "launcher", "logger", "sweep.", "trainer.progress", "trainer.accelerator",
                     "trainer.devices", "trainer.compile")
@@ -106,21 +87,6 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def packs(key: str, packed_keys: Sequence[str]) -> bool:
-    """Whether `sweep.packed_keys` names `key`: itself, or its component group (`alpha.*`)."""
-    group, _, rest = key.partition(".")
-    return key in packed_keys or (group in COMPONENT_GROUPS and bool(rest) and "." not in rest
-                                  and f"{group}.*" in packed_keys)
-
-
-def member_keys(cfg: DictConfig) -> dict[str, bool]:
-    """Every per-member key of `cfg`'s run, with whether its one value is a list: the engine's (`MEMBER_KEYS`)
-    and its schedule's and proxy's own."""
-    from mfsweep.sweep.components import component_keys  # torch and Hydra's instantiate: not for --help
-
-    return {k: k in LIST_VALUED for k in MEMBER_KEYS} | component_keys(cfg)
-
-
 def context_name(overrides: Iterable[str], packed_keys: Sequence[str] = GRID_KEYS) -> str:
     """The folder name for a job's other overrides, sorted: `dataset=swiss_roll,trainer.max_steps=300`.
 
@@ -142,24 +108,6 @@ def setting_keys(overrides: Iterable[str], packed_keys: Sequence[str]) -> list[s
     return sorted({override_key(o) for o in overrides if packs(override_key(o), packed_keys)} - set(GRID_KEYS))
 
 
-def is_packed(key: str, value: Any, list_valued: bool | None = None) -> bool:
-    """Whether `value` of per-member `key` is a list of member values rather than one value (`list_valued`: its
-    one value is a list; default: `key` in LIST_VALUED)."""
-    if not isinstance(value, (list, tuple, ListConfig)):
-        return False
-    if key in LIST_VALUED if list_valued is None else list_valued:
-        return all(isinstance(v, (list, tuple, ListConfig)) for v in value)
-    return True
-
-
-def member_values(cfg: DictConfig, key: str, list_valued: bool | None = None) -> list[Any]:
-    """The values of per-member `key` in `cfg`: the packed list, or its one value as a one-item list."""
-    value = OmegaConf.select(cfg, key)
-    if isinstance(value, (DictConfig, ListConfig)):
-        value = OmegaConf.to_container(value, resolve=True)
-    return list(value) if is_packed(key, value, list_valued) else [value]
-
-
 def plan_cells(root: Path, context: str, alphas: Sequence[float | None], seeds: Sequence[int],
                settings: Sequence[tuple[tuple[str, Any], ...]] = ((),)) -> list[Cell]:
     """The cells `settings x alphas x seeds`, in that order (seed varying fastest)."""
@@ -172,6 +120,8 @@ def plan_cells(root: Path, context: str, alphas: Sequence[float | None], seeds: 
 def job_cells(root: Path, context: str, cfg: DictConfig, keys: Sequence[str] = ()) -> list[Cell]:
     """The cells of a job: every combination of its values of the setting `keys` (plus any other per-member key
     given as a list), alpha and seed. alpha is None for a schedule without `alpha.value`."""
+    from mfsweep.config.build import member_keys  # torch and Hydra's instantiate: not for --help
+
     per_member = member_keys(cfg)
     keys = sorted(set(keys) | {k for k, vector in per_member.items() if k not in GRID_KEYS
                                and is_packed(k, OmegaConf.select(cfg, k), vector)})

@@ -18,9 +18,10 @@ from typing import Any, Iterable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from mfsweep.config.build import member_proxy, member_schedule
+from mfsweep.config.members import packed_keys as config_packed_keys
 from mfsweep.sweep.atomic import write_json_atomic
 from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, job_cells as member_cells, setting_keys
-from mfsweep.sweep.components import member_proxy, member_schedule
 
 PLAN = "plan.json"
 SCHEMA = 1
@@ -70,7 +71,7 @@ def record_keys(cfg: DictConfig, cell: Cell) -> dict[str, Any]:
 
 def job_cells(cfg: DictConfig, root: Path, overrides: Sequence[str]) -> list[Cell]:
     """The cells a job trains, in the folders `mfsweep-train` gives them (the same calls as cli/train.train)."""
-    packed_keys = list(cfg.sweep.packed_keys)
+    packed_keys = config_packed_keys(cfg.sweep)
     context = context_name(overrides, packed_keys)
     return member_cells(root, context, cfg, setting_keys(overrides, packed_keys))
 

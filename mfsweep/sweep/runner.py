@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from mfsweep.config.members import packed_keys as config_packed_keys
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_npz_atomic
 from mfsweep.sweep.cells import Cell, context_overrides, job_cells, needs_training, override_key, setting_keys
 from mfsweep.sweep.lock import claim
@@ -79,7 +80,7 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
     """Train the cells of one job (a valid config) under `root/context` and return their records (resuming
     from the job's last checkpoint when one exists). `overrides` are the job's command-line overrides: the
     per-member keys they name are part of each cell's setting (and folder), the others of the job's context."""
-    packed_keys = list(cfg.sweep.packed_keys)
+    packed_keys = config_packed_keys(cfg.sweep)
     cells = job_cells(root, context, cfg, setting_keys(overrides, packed_keys))
     todo = [c for c in cells if needs_training(c, cfg.sweep.rerun)]
     for c in cells:
@@ -93,15 +94,14 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
 
     quiet()  # after the import: importing Lightning sets its loggers' levels
 
-    from mfsweep.tasks import task_class
+    from mfsweep.tasks import build_task
     from mfsweep.tasks.allocator import keep_freed_memory
     from mfsweep.tasks.checkpointing import LastCheckpoint
     from mfsweep.tasks.progress import StepProgress
     from mfsweep.tasks.tracking import CellTracking
 
     keep_freed_memory()
-    task = task_class(cfg.dataset.task).from_config(cfg, [c.alpha for c in todo], [c.seed for c in todo],
-                                                    [dict(c.setting) for c in todo])
+    task = build_task(cfg, [c.alpha for c in todo], [c.seed for c in todo], [dict(c.setting) for c in todo])
     context_values = _context_values(overrides, packed_keys)
     settings = [cell_setting(c, context_values) for c in todo]
     group = cfg.sweep.name or "-".join(Path(root).resolve().parts[-2:])

@@ -5,9 +5,11 @@ code (seconds of imports), which a 2-D run never needs."""
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
     from mfsweep.tasks.meanflow import MeanFlowModule
 
 TASKS: dict[str, str] = {
@@ -22,3 +24,11 @@ def task_class(name: str) -> type[MeanFlowModule]:
         raise ValueError(f"dataset.task must be one of {sorted(TASKS)}, got {name!r}")
     module, cls = TASKS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def build_task(cfg: DictConfig, alphas: Sequence[float | None], seeds: Sequence[int],
+               settings: Sequence[Mapping[str, Any]] | None = None, cls: type[MeanFlowModule] | None = None) -> Any:
+    """The task of `cfg`'s `dataset.task` (or `cls`) for members `(alphas[i], seeds[i], settings[i])`, built
+    from the arguments its config layer makes (`cls.arguments`, in `mfsweep.config.arguments`)."""
+    cls = cls or task_class(cfg.dataset.task)
+    return cls(**cls.arguments(cfg, alphas, seeds, settings))

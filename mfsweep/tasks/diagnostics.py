@@ -47,19 +47,6 @@ LOGGED = ("j_s", "j_F2", "c", "kappa", "sigma2", "bias2", "bias2_ema_gap", "alph
           "alpha_star_m")
 
 
-@dataclass(frozen=True)
-class DiagnosticsConfig:
-    """`diagnostics.*`: every `every` steps (0: never) a batch of `batch_size` samples with r < t from the
-    cell's own diagnostics stream; `n_probes` Hutchinson probes; `n_fluctuations` draws of delta per z for the
-    matrix form; `bins` the edges of the t - r bins (0.0 to 1.0)."""
-
-    every: int = 0
-    batch_size: int = 256
-    n_probes: int = 2
-    n_fluctuations: int = 2
-    bins: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4, 1.0)
-
-
 class Posterior(Protocol):
     """A dataset with an exact posterior (Gaussian mixture, finite set): `mfsweep.data.gmm`."""
 

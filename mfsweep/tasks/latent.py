@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -38,14 +37,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mfsweep.data.images import ImageData, make_image_data
+from mfsweep.config.arguments import latent_arguments
+from mfsweep.config.sections import FIDConfig, GuidanceConfig
+from mfsweep.data.images import ImageData
 from mfsweep.method.guidance import drop_labels, guidance_active, guided_velocity
 from mfsweep.method.sampler import sample
 from mfsweep.method.schedule import AlphaSchedule
 from mfsweep.method.time import sample_t_r
 from mfsweep.metrics.fid import FID
 from mfsweep.models.dit import DiT
-from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule, member_components, module_kwargs
+from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule
 from mfsweep.tasks.streams import derive_seed, generator
 from mfsweep.tasks.vector import _Ticks
 
@@ -53,34 +54,6 @@ from mfsweep.tasks.vector import _Ticks
 REFERENCE_SEED = 0
 # samples.npz is for looking at: eval.n_samples (10,000 by default, sized for the 2-D sets) is capped.
 MAX_KEPT_IMAGES = 256
-
-
-@dataclass(frozen=True)
-class GuidanceConfig:
-    """Label dropout and guidance-in-training (docs/method.md 2): `v_g` on t in [t_min, t_max] for kept labels."""
-
-    label_dropout: float = 0.1
-    omega: float = 1.0
-    mix: float = 0.5
-    t_min: float = 0.0
-    t_max: float = 1.0
-
-    @property
-    def enabled(self) -> bool:
-        return not (self.omega == 1.0 and self.mix == 0.0)
-
-
-@dataclass(frozen=True)
-class FIDConfig:
-    """`metrics.fid`: the feature network (`inception` from a local weights file, or the demo's `classifier`),
-    optional precomputed reference statistics (an .npz with `mu`, `sigma`, e.g. ADM's ImageNet 256 batch),
-    the cache folder and the batch size for generation, decoding and features."""
-
-    features: str = "inception"
-    inception_weights: str | None = None
-    reference_stats: str | None = None
-    cache_dir: str = "~/.cache/mfsweep"
-    batch_size: int = 64
 
 
 class _NonFinite(Exception):
@@ -96,6 +69,7 @@ class LatentDiTTask(MeanFlowModule):
 
     task_name = "latent_dit"
     sample_ndim = 3
+    arguments = staticmethod(latent_arguments)  # its constructor's arguments from a composed config
 
     def __init__(
         self,
@@ -107,8 +81,8 @@ class LatentDiTTask(MeanFlowModule):
         num_classes: int,
         batch_size: int,
         time_cfg: dict[str, Any],
-        guidance: GuidanceConfig = GuidanceConfig(),
-        fid: FIDConfig = FIDConfig(),
+        guidance: GuidanceConfig,
+        fid: FIDConfig,
         fid_samples: int = 50_000,
         eval_samples: int = 5_000,
         eval_steps: int = 1,
@@ -131,23 +105,6 @@ class LatentDiTTask(MeanFlowModule):
         self.generators = {p: generator(seed, p) for p in ("train", "gradvar", "diagnostics")}
         self.threads, self._saved_threads = threads, None
         self._fid: FID | None = None
-
-    @classmethod
-    def from_config(cls, cfg: Any, alphas: list[float], seeds: list[int],
-                    settings: list[dict[str, Any]] | None = None) -> "LatentDiTTask":
-        if len(alphas) != 1 or len(seeds) != 1:
-            raise ValueError("latent_dit trains one cell per process: give one alpha.value and one seed "
-                             "(sweep them with a per-run multirun, -m alpha.value=0.0,0.5)")
-        ds, m = cfg.dataset, cfg.model
-        schedule, proxy = member_components(cfg, alphas, settings)
-        return cls(
-            make_image_data(**ds), schedule, seeds[0], proxy=proxy,
-            model_cfg={k: m[k] for k in ("patch_size", "hidden_size", "depth", "num_heads", "mlp_ratio")},
-            num_classes=ds.num_classes, batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
-            guidance=GuidanceConfig(**cfg.guidance), fid=FIDConfig(**cfg.metrics.fid),
-            fid_samples=cfg.eval.fid_samples, eval_samples=cfg.eval.every_n_samples, eval_steps=cfg.eval.n_steps,
-            threads=cfg.trainer.get("threads"), **module_kwargs(cfg, settings),
-        )
 
     @property
     def data_dim(self) -> int:

@@ -19,20 +19,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
 import torch
-from omegaconf import OmegaConf
 
+from mfsweep.config.sections import DiagnosticsConfig, GradVarConfig, LossConfig, OptimConfig, Section
 from mfsweep.method.ema import ema_update
 from mfsweep.method.gradvar import StreamingTotalVariance
 from mfsweep.method.loss import flow_matching_anchor, meanflow_loss
 from mfsweep.method.proxy import Proxy
 from mfsweep.method.schedule import AlphaSchedule
 from mfsweep.method.tangent import boundary_r, mix_tangent
-from mfsweep.sweep.cells import MEMBER_KEYS, is_packed
-from mfsweep.sweep.components import member_proxy, member_schedule
 from mfsweep.tasks.diagnostics import (
     LOGGED,
     STATS,
-    DiagnosticsConfig,
     Posterior,
     bin_statistics,
     mean_square,
@@ -45,35 +42,6 @@ from mfsweep.tasks.members import MemberValues
 from mfsweep.tasks.optim import MemberAdamW, clip_grad_norm_per_member, lr_factor
 
 log = logging.getLogger("mfsweep")
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    adaptive_p: float = 1.0
-    adaptive_eps: float = 1e-3
-    anchor_weight: float = 0.0
-    offset: float = 0.02
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    eval_ema_decay: float = 0.999
-    lr_schedule: str = "constant"  # constant | cosine (to 0 at max_steps)
-    warmup_steps: int = 0  # linear warm-up of the lr over this many steps (0: none), times the schedule
-
-
-@dataclass(frozen=True)
-class GradVarConfig:
-    """Gradient-variance measurement (docs/method.md 5): every `every` steps (0: never), `replicas` minibatches of
-    `batch_size` from the cell's own gradient-variance stream."""
-
-    every: int = 0
-    replicas: int = 8
-    batch_size: int = 256
 
 
 @dataclass
@@ -96,82 +64,16 @@ class Batch:
     y: torch.Tensor | None = None
 
 
-def module_kwargs(cfg: Any, settings: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """The MeanFlowModule arguments every task reads the same way from a composed config (where packed
-    per-member keys hold lists, the job-level dataclasses take the first value; `settings` are each member's own
-    values, which override them)."""
-    cfg = first_values(cfg)
-    tr = cfg.trainer
-    return dict(
-        settings=list(settings) if settings is not None else None,
-        log_every=tr.log_every,
-        loss=LossConfig(**{k: cfg.loss[k] for k in ("adaptive_p", "adaptive_eps", "anchor_weight", "offset")}),
-        optim=OptimConfig(
-            lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
-            eval_ema_decay=tr.ema_decay,
-            lr_schedule=tr.get("lr_schedule", "constant"), warmup_steps=tr.get("warmup_steps", 0),
-        ),
-        grad_var=GradVarConfig(**{k: cfg.grad_var[k] for k in ("every", "replicas", "batch_size")}),
-        eval_every=cfg.eval.every,
-        diagnostics=DiagnosticsConfig(
-            **{k: cfg.diagnostics[k] for k in ("every", "batch_size", "n_probes", "n_fluctuations")},
-            bins=tuple(float(b) for b in cfg.diagnostics.bins),
-        ),
-    )
-
-
-def member_components(cfg: Any, alphas: Sequence[float | None],
-                      settings: Sequence[Mapping[str, Any]] | None = None) -> tuple[AlphaSchedule, Proxy]:
-    """The job's alpha schedule and proxy, member i with `alpha.value = alphas[i]` (unless None: a schedule
-    without it) and its own values of the components' keys in `settings[i]`."""
-    members = [({} if a is None else {"alpha.value": a}) | dict(s)
-               for a, s in zip(alphas, settings or [{}] * len(alphas))]
-    return member_schedule(cfg, members), member_proxy(cfg, members)
-
-
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     twin = copy.deepcopy(model)
     twin.requires_grad_(False)
     return twin
 
 
-# `trainer.compile=auto` compiles when the run has at least this many member-steps (max_steps x members): the
-# compile costs about 30-90 s on 2 cores and the compiled step saves a few ms per member-step, so shorter runs
-# (tests, smoke runs) stay eager.
-AUTO_COMPILE_MEMBER_STEPS = 50_000
-
-
-def use_compile(setting: Any, max_steps: int, n_members: int) -> bool:
-    """`trainer.compile` (true | false | auto) resolved for a run of `max_steps` steps of `n_members` members."""
-    if setting == "auto":
-        if max_steps * n_members < AUTO_COMPILE_MEMBER_STEPS:
-            return False
-        # An automatic choice must not fail a run where inductor cannot build (e.g. no C++ compiler): such a
-        # step falls back to eager. `trainer.compile=true` keeps errors loud.
-        import torch._dynamo
-
-        torch._dynamo.config.suppress_errors = True
-        return True
-    return bool(setting)
-
-
-def first_values(cfg: Any) -> Any:
-    """`cfg` with every packed per-member key (a list of member values) replaced by its first value."""
-    cfg = cfg.copy()
-    for key in MEMBER_KEYS:
-        value = OmegaConf.select(cfg, key)
-        if is_packed(key, value):
-            OmegaConf.update(cfg, key, value[0], force_add=True)
-    return cfg
-
-
-def job_values(loss: LossConfig, optim: OptimConfig) -> dict[str, Any]:
-    """The module's per-member keys at their job-level values, by config key."""
-    return {
-        "trainer.lr": optim.lr, "trainer.betas": list(optim.betas), "trainer.weight_decay": optim.weight_decay,
-        "trainer.grad_clip": optim.grad_clip, "trainer.ema_decay": optim.eval_ema_decay,
-        "trainer.lr_schedule": optim.lr_schedule, "trainer.warmup_steps": optim.warmup_steps,
-    } | {f"loss.{f.name}": getattr(loss, f.name) for f in dataclasses.fields(loss)}
+def job_values(*sections: Section) -> dict[str, Any]:
+    """The module's per-member keys at their job-level values, by config key (`trainer.lr`)."""
+    return {f"{s.group}.{f.name}": (list(v) if isinstance(v := getattr(s, f.name), tuple) else v)
+            for s in sections for f in dataclasses.fields(s)}
 
 
 class MeanFlowModule(L.LightningModule):
@@ -191,10 +93,10 @@ class MeanFlowModule(L.LightningModule):
         oracle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         proxy_generators: Sequence[torch.Generator] | None = None,
         posterior: Posterior | None = None,
+        grad_var: GradVarConfig,
+        diagnostics: DiagnosticsConfig,
         log_every: int = 50,
-        grad_var: GradVarConfig = GradVarConfig(),
         eval_every: int = 0,
-        diagnostics: DiagnosticsConfig = DiagnosticsConfig(),
         settings: Sequence[Mapping[str, Any]] | None = None,
         compile: bool = False,
     ):
@@ -210,7 +112,7 @@ class MeanFlowModule(L.LightningModule):
         self.posterior, self.diag_cfg = posterior, diagnostics
         self.diag_stats: list[tuple[int, torch.Tensor]] = []  # (step, summed STATS (E, n_bins + 1, S))
         self.n_members = schedule.n_members
-        base = job_values(loss, optim)
+        base = job_values(optim, loss)
         members = settings or [{}] * self.n_members
         if len(members) != self.n_members:
             raise ValueError(f"one setting per member: got {len(members)} settings and {self.n_members} members")

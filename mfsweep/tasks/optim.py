@@ -7,10 +7,12 @@ scalar a single run of its cell would use.
 """
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
+
+from mfsweep.config.sections import LR_SCHEDULES
+from mfsweep.method.errors import ConfigValueError
 
 
 def member_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -33,10 +35,13 @@ def clip_grad_norm_per_member(params: Iterable[torch.nn.Parameter], max_norm: to
 
 def lr_factor(step: int, max_steps: int, schedule: list[str], warmup: torch.Tensor) -> torch.Tensor:
     """The learning-rate multiplier at optimizer step `step` (0-based), per member: a linear warm-up over
-    `warmup` steps (0: none) times the schedule (`constant`, or `cosine` to 0 at `max_steps`)."""
+    `warmup` steps (0: none) times the member's schedule (`LR_SCHEDULES`: `constant`, or `cosine` to 0 at
+    `max_steps`)."""
     total = max(1, max_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-    shape = torch.tensor([cosine if s == "cosine" else 1.0 for s in schedule], dtype=torch.float64, device=warmup.device)
+    for name in schedule:
+        if name not in LR_SCHEDULES:
+            raise ConfigValueError("trainer.lr_schedule", f"must be one of {list(LR_SCHEDULES)}, got {name!r}")
+    shape = torch.tensor([LR_SCHEDULES[s](step, total) for s in schedule], dtype=torch.float64, device=warmup.device)
     warm = torch.where(warmup > 0, ((step + 1) / warmup.clamp(min=1)).clamp(max=1.0), torch.ones_like(warmup))
     return shape * warm
 

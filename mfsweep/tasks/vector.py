@@ -2,20 +2,19 @@
 of E members (E = 1 for a single run) with the stacked MLP."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from mfsweep.data import make_vector_dataset
 from mfsweep.method.proxy import Proxy
 from mfsweep.method.sampler import sample
 from mfsweep.method.schedule import AlphaSchedule
 from mfsweep.metrics.sliced import PROJECTIONS_RECIPE, sliced_wasserstein
 from mfsweep.models.mlp import EnsembleMLP
-from mfsweep.tasks.meanflow import (Batch, CellEval, MeanFlowModule, first_values, member_components, module_kwargs,
-                                    use_compile)
+from mfsweep.config.arguments import vector_arguments
+from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule
 from mfsweep.tasks.streams import Sampler, VectorStreams, generator
 
 
@@ -32,6 +31,7 @@ class VectorTask(MeanFlowModule):
 
     task_name = "toy"
     sample_ndim = 1
+    arguments = staticmethod(vector_arguments)  # its constructor's arguments from a composed config
 
     def __init__(
         self,
@@ -69,22 +69,6 @@ class VectorTask(MeanFlowModule):
     @property
     def data_dim(self) -> int:
         return self.dataset.dim
-
-    @classmethod
-    def from_config(cls, cfg: Any, alphas: Sequence[float | None], seeds: Sequence[int],
-                    settings: Sequence[Mapping[str, Any]] | None = None) -> "VectorTask":
-        """The task for members `(alphas[i], seeds[i], settings[i])`; `alphas[i]` is member i's `alpha.value`
-        (None under a schedule without one), `settings[i]` its values of the other per-member keys
-        (`{"trainer.lr": 0.003, "time.ratio": 0.75, "alpha.end": 0.5}`)."""
-        kwargs = module_kwargs(cfg, settings)
-        schedule, proxy = member_components(cfg, alphas, settings)
-        cfg = first_values(cfg)
-        kwargs["compile"] = use_compile(cfg.trainer.get("compile", False), cfg.trainer.max_steps, len(seeds))
-        dataset = make_vector_dataset(**{k: v for k, v in cfg.dataset.items() if k != "task"})
-        return cls(dataset, schedule, seeds, proxy=proxy, width=cfg.model.width, depth=cfg.model.depth,
-                   batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
-                   curve_eval={k: cfg.eval[k] for k in ("every_n_samples", "n_steps", "projection_seed")},
-                   **kwargs)
 
     def draw_batch(self, purpose: str = "train", batch_size: int | None = None) -> Batch:
         # Diagnostics draw only r < t: samples with h = 0 add nothing to any sum of docs/method.md 4's alpha*.

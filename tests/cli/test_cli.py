@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY, compose_cfg
 from hydra.errors import ConfigCompositionException
 
-from mfsweep.cli.entry import CONF_DIR
+from mfsweep.config import CONF_DIR
 from mfsweep.cli.errors import one_line
 from mfsweep.cli.validate import validate
 

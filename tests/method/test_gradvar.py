@@ -9,15 +9,20 @@ from mfsweep.data.toy import ToyDataset
 from mfsweep.method.gradvar import StreamingTotalVariance, total_variance
 from mfsweep.method.proxy import EMAProxy
 from mfsweep.method.schedule import ConstantAlpha
-from mfsweep.tasks.meanflow import GradVarConfig, LossConfig, OptimConfig
+from conftest import compose_cfg
+
+from mfsweep.config.sections import DiagnosticsConfig, GradVarConfig, LossConfig, OptimConfig
 from mfsweep.tasks.vector import VectorTask
 
 
 def _task(anchor_weight=0.0) -> VectorTask:
+    cfg = compose_cfg("loss.adaptive_p=1.0", f"loss.anchor_weight={anchor_weight}", "grad_var.every=1",
+                      "grad_var.replicas=5", "grad_var.batch_size=24", "diagnostics.every=0")
     return VectorTask(
         ToyDataset("eight_gaussians"), ConstantAlpha([0.0, 0.6]), [1, 2], width=16, depth=2, batch_size=32,
-        time_cfg={"dist": "uniform", "ratio": 0.5}, proxy=EMAProxy(0.99, 2), loss=LossConfig(anchor_weight=anchor_weight),
-        optim=OptimConfig(), grad_var=GradVarConfig(every=1, replicas=5, batch_size=24),
+        time_cfg={"dist": "uniform", "ratio": 0.5}, proxy=EMAProxy(0.99, 2), loss=LossConfig.from_node(cfg.loss),
+        optim=OptimConfig.from_node(cfg.trainer), grad_var=GradVarConfig.from_node(cfg.grad_var),
+        diagnostics=DiagnosticsConfig.from_node(cfg.diagnostics),
     )
 
 

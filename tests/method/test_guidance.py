@@ -6,9 +6,11 @@ import pytest
 import torch
 from conftest import compose_cfg
 
+from mfsweep.tasks import build_task
 from mfsweep.method.guidance import drop_labels, guidance_active, guided_velocity
 from mfsweep.method.time import sample_t_r
-from mfsweep.tasks.latent import GuidanceConfig, LatentDiTTask
+from mfsweep.config.sections import GuidanceConfig
+from mfsweep.tasks.latent import LatentDiTTask
 from mfsweep.tasks.streams import generator
 
 TINY_DIT = ["experiment=digits_dit", "model.depth=1", "model.hidden_size=32", "model.num_heads=2",
@@ -56,7 +58,7 @@ def test_guidance_interval_is_closed_and_skips_dropped_labels():
 
 
 def _task(*overrides: str) -> LatentDiTTask:
-    return LatentDiTTask.from_config(compose_cfg(*TINY_DIT, *overrides), [0.5], [3])
+    return build_task(compose_cfg(*TINY_DIT, *overrides), [0.5], [3], cls=LatentDiTTask)
 
 
 def _perturb(task: LatentDiTTask) -> None:
@@ -108,7 +110,7 @@ def test_task_guided_field_uses_the_online_network_at_r_equal_t():
 
 def test_task_with_guidance_off_trains_on_v_c():
     task = _task("guidance.omega=1.0", "guidance.mix=0.0")
-    assert task.guidance == GuidanceConfig(label_dropout=0.1, omega=1.0, mix=0.0) and not task.guidance.enabled
+    assert task.guidance == GuidanceConfig(label_dropout=0.1, omega=1.0, mix=0.0, t_min=0.0, t_max=1.0) and not task.guidance.enabled
     _perturb(task)
     batch = task.draw_batch()
     z = (1 - batch.t.view(-1, 1, 1, 1)) * batch.x + batch.t.view(-1, 1, 1, 1) * batch.e

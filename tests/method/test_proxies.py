@@ -30,7 +30,7 @@ from mfsweep.method.schedule import ConstantAlpha, LinearAlpha
 from mfsweep.method.tangent import mix_tangent
 from mfsweep.models.dit import DiT
 from mfsweep.models.mlp import EnsembleMLP
-from mfsweep.sweep.components import build_proxy, build_schedule
+from mfsweep.config.build import build_proxy, build_schedule
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 BUILT_IN = ("conditional", "ema", "oracle", "online", "velocity_head")

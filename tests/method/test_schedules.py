@@ -26,7 +26,7 @@ from mfsweep.method.schedule import (
     StepAlpha,
 )
 from mfsweep.method.theory import c_from_jacobian
-from mfsweep.sweep.components import build_schedule
+from mfsweep.config.build import build_schedule
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 BUILT_IN = ("constant", "linear", "cosine", "sigmoid", "step", "adaptive", "adaptive_h")
@@ -384,7 +384,7 @@ def test_a_shared_key_named_on_a_packed_command_line_reaches_every_member_as_one
     """`alpha=adaptive alpha.estimate=matrix seed=0,1` in packed mode: estimate is part of each cell's setting
     (it names the folder), but the members share it: the schedule gets 'matrix', not ['matrix', 'matrix']."""
     from conftest import compose_cfg
-    from mfsweep.sweep.components import member_schedule
+    from mfsweep.config.build import member_schedule
 
     cfg = compose_cfg("dataset=dgmm", "alpha=adaptive", "alpha.estimate=matrix", "seed=[0,1]")
     schedule = member_schedule(cfg, [{"alpha.estimate": "matrix", "seed": 0}, {"alpha.estimate": "matrix", "seed": 1}])

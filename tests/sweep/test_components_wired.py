@@ -14,10 +14,11 @@ import pytest
 import torch
 from conftest import TINY, compose_cfg
 
+from mfsweep.tasks import build_task
 from mfsweep.cli.train import train
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "mfsweep.cli.train"]
+CLI = [sys.executable, "-m", "mfsweep.cli.entry"]
 QUICK = [a for a in TINY if not a.startswith("grad_var.")] + ["grad_var.every=0", "eval.n_samples=200"]
 
 
@@ -139,7 +140,7 @@ def test_the_schedules_state_rides_in_the_checkpoint():
     from mfsweep.tasks.vector import VectorTask
 
     cfg = compose_cfg(*QUICK, "alpha=adaptive", "alpha.every=5", "alpha.warmup=0")
-    task, twin = (VectorTask.from_config(cfg, [None, None], [0, 1]) for _ in range(2))
+    task, twin = (build_task(cfg, [None, None], [0, 1], cls=VectorTask) for _ in range(2))
     task.schedule.alpha(3)
     task.schedule.observe(5, {"c": torch.tensor([2.0, -1.0]), "sigma2": torch.ones(2), "bias2": torch.ones(2)})
     checkpoint = {}

@@ -13,7 +13,7 @@ import pytest
 from conftest import compose_cfg
 from hydra import compose, initialize_config_dir
 
-from mfsweep.cli.train import CONF_DIR
+from mfsweep.config import CONF_DIR
 from mfsweep.metrics.sliced import projections
 
 SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
@@ -41,7 +41,7 @@ def test_dgmm_grid_file_holds_the_documented_grid():
 
 
 def test_dgmm_grid_launch_line_trains_packed_jobs_per_dim(tmp_path):
-    cmd = [sys.executable, "-m", "mfsweep.cli.train", "-m", "--config-dir", str(SWEEPS), "--config-name", "dgmm_grid",
+    cmd = [sys.executable, "-m", "mfsweep.cli.entry", "-m", "--config-dir", str(SWEEPS), "--config-name", "dgmm_grid",
            "dataset.dim=2,3", "alpha.value=0.0,1.0", "seed=0", "trainer.max_steps=20", "trainer.progress=false",
            "diagnostics.every=10", "diagnostics.batch_size=32", "grad_var.every=0", "model.width=16",
            "eval.n_samples=200", "eval.n_projections=20", f"hydra.sweep.dir={tmp_path}"]

@@ -11,8 +11,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from hydra_plugins.mfsweep_sweeper.mfsweep_sweeper import pack
-from mfsweep.cli.train import CONF_DIR
-from mfsweep.cli.validate import ConfigError
+from mfsweep.config import CONF_DIR
+from mfsweep.method.errors import ConfigValueError
 from mfsweep.sweep.cells import MAX_CONTEXT, context_name
 
 
@@ -84,7 +84,7 @@ def test_packed_mode_makes_one_job_per_dataset():
 
 def test_a_config_error_survives_the_trip_back_from_a_job():
     """submitit pickles a job's exception for the launching process, which re-raises it."""
-    error = pickle.loads(pickle.dumps(ConfigError("alpha.value", "must be <= 1.0, got 1.5")))
-    with pytest.raises(ConfigError, match=r"config key 'alpha.value': must be <= 1.0, got 1.5"):
+    error = pickle.loads(pickle.dumps(ConfigValueError("alpha.value", "must be <= 1.0, got 1.5")))
+    with pytest.raises(ConfigValueError, match=r"alpha.value must be <= 1.0, got 1.5"):
         raise error
     assert error.key == "alpha.value"

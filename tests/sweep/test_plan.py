@@ -127,7 +127,7 @@ def test_a_relaunch_gives_array_tasks_to_its_own_cells_only(tmp_path):
 
 def test_status_table_keeps_a_schedule_name_apart_from_its_cells(tmp_path):
     """A schedule row is named by the schedule; a long name (adaptive_h) must not run into the first cell."""
-    from mfsweep.cli.status import setting_tables
+    from mfsweep.sweep.status import setting_tables
     from mfsweep.sweep.states import PlannedCell
 
     entry = lambda seed: {"setting": {"alpha": "adaptive_h"}, "alpha": None, "seed": seed,  # noqa: E731

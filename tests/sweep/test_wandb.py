@@ -68,7 +68,7 @@ def test_sigterm_to_the_job_and_its_wandb_service_stops_quietly_and_resumes_into
     trainer checkpoints and exits 143 with one warning line, not wandb's `ConnectionResetError` traceback from
     its exit hook; the same command then resumes and completes the cell in one offline run folder."""
     tiny = [o for o in TINY if o not in ("logger=csv", "trainer.max_steps=40")]
-    args = [sys.executable, "-m", "mfsweep.cli.train", *tiny, "logger=wandb", "trainer.max_steps=2000",
+    args = [sys.executable, "-m", "mfsweep.cli.entry", *tiny, "logger=wandb", "trainer.max_steps=2000",
             "trainer.checkpoint_every=25", "alpha.value=0.5", "seed=3", f"hydra.run.dir={tmp_path}"]
     # its own service, as a job has (in-process tests leave this process's service address in WANDB_SERVICE)
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}

@@ -15,9 +15,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from mfsweep.config import CONF_DIR
+from mfsweep.tasks import build_task
 from mfsweep.tasks.latent import LatentDiTTask
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 STEPS = 3
 # Guidance on, the EMA tangent at alpha = 0.5 and the anchor: every part of the loss crosses the sync. FID at
@@ -57,7 +57,7 @@ def _cfg(out: Path):
 
 
 def fit(out: Path, devices: int) -> None:
-    task = _FirstBatch.from_config(_cfg(out), [0.5], [0])
+    task = build_task(_cfg(out), [0.5], [0], cls=_FirstBatch)
     trainer = L.Trainer(
         accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=STEPS,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -79,7 +79,7 @@ def test_two_ddp_processes_match_each_other_and_one_process_on_the_whole_batch(t
         torch.testing.assert_close(torch.cat([r0["batch"][k], r1["batch"][k]]), single["batch"][k], rtol=0, atol=0)
     assert not torch.equal(r0["batch"]["x"], r1["batch"]["x"])
     # ... yet the parameters agree exactly across ranks (the gradients were all-reduced) ...
-    init = dict(_FirstBatch.from_config(_cfg(tmp_path), [0.5], [0]).model.named_parameters())
+    init = dict(build_task(_cfg(tmp_path), [0.5], [0], cls=_FirstBatch).model.named_parameters())
     moved = 0
     for name, p in r0["params"].items():
         assert torch.equal(p, r1["params"][name]), f"{name} differs across ranks"

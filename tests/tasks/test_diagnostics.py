@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import TINY, compose_cfg
 
+from mfsweep.tasks import build_task
 from mfsweep.cli.train import train
 from mfsweep.method.theory import JacobianScalars, MatrixTerms, hutchinson_jacobian
 from mfsweep.tasks import task_class
@@ -111,7 +112,7 @@ def test_hutchinson_with_one_generator_per_member_equals_each_members_own_call()
 def _task(*overrides: str):
     cfg = compose_cfg(*TINY, *overrides)
     alphas, seeds = list(cfg.alpha.value), list(cfg.seed)
-    return task_class(cfg.dataset.task).from_config(cfg, alphas, seeds)
+    return build_task(cfg, alphas, seeds)
 
 
 def test_hutchinson_inside_training_equals_the_models_explicit_jacobian():

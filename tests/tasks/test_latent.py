@@ -13,6 +13,7 @@ import torch
 from conftest import compose_cfg
 from PIL import Image
 
+from mfsweep.tasks import build_task
 from mfsweep.cli.train import train
 from mfsweep.data.images import LatentImages
 from mfsweep.data.latents import encode_folder
@@ -129,7 +130,7 @@ def test_digits_demo_at_a_tiny_step_count_writes_a_record_with_fid(tmp_path):
     assert [r.split(",")[0] for r in rows if r.split(",")[fid_col]] == ["3", "6"]  # FID every eval.every steps
     # The classifier and the reference statistics were computed once and cached: another cell reuses both.
     assert len(list((tmp_path / "cache").glob("classifier-*.pt"))) == 1
-    other = LatentDiTTask.from_config(cfg, [0.0], [1])
+    other = build_task(cfg, [0.0], [1], cls=LatentDiTTask)
     with mock.patch.object(LatentDiTTask, "_images", _never), \
             mock.patch("mfsweep.metrics.classifier.train_classifier", side_effect=AssertionError("retrained")):
         assert other.fid().reference_n == 200
@@ -143,10 +144,10 @@ def _never(self, index):
 def test_reference_stats_file_stands_in_for_the_reference_set(tmp_path):
     """An .npz of mu and sigma alone (ADM's layout) becomes the reference; no reference image is read."""
     base = ["experiment=digits_dit", "model.depth=1", "eval.fid_samples=100", f"metrics.fid.cache_dir={tmp_path}"]
-    mu, sigma, _ = LatentDiTTask.from_config(compose_cfg(*base), [0.0], [0]).fid().reference_stats()
+    mu, sigma, _ = build_task(compose_cfg(*base), [0.0], [0], cls=LatentDiTTask).fid().reference_stats()
     np.savez(tmp_path / "stats.npz", mu=mu, sigma=sigma)
-    other = LatentDiTTask.from_config(compose_cfg(*base, f"metrics.fid.reference_stats={tmp_path / 'stats.npz'}"),
-                                      [0.0], [0])
+    other = build_task(compose_cfg(*base, f"metrics.fid.reference_stats={tmp_path / 'stats.npz'}"),
+                                      [0.0], [0], cls=LatentDiTTask)
     with mock.patch.object(LatentDiTTask, "_images", _never):
         mu2, sigma2, _ = other.fid().reference_stats()
     np.testing.assert_allclose(mu2, mu, rtol=1e-12)
@@ -154,8 +155,8 @@ def test_reference_stats_file_stands_in_for_the_reference_set(tmp_path):
 
 
 def test_streams_resume_exactly_and_the_global_batch_splits_into_rank_slices():
-    task = LatentDiTTask.from_config(compose_cfg("experiment=digits_dit", "model.depth=1", "trainer.batch_size=8"),
-                                     [0.0], [2])
+    task = build_task(compose_cfg("experiment=digits_dit", "model.depth=1", "trainer.batch_size=8"),
+                                     [0.0], [2], cls=LatentDiTTask)
     task.draw_batch()
     state = task.stream_state()
     a = task.draw_batch()
@@ -254,7 +255,7 @@ def test_velocity_head_on_the_dit_is_a_small_separate_dit_that_learns_and_feeds_
     classes), initialised from the cell's proxy stream, trained with the network, its prediction the tangent."""
     base = ["experiment=digits_dit", "model.depth=1", "trainer.batch_size=16", "alpha.value=1.0", *HEAD_DIT]
     cfg = compose_cfg(*base)
-    task = LatentDiTTask.from_config(cfg, [1.0], [0])
+    task = build_task(cfg, [1.0], [0], cls=LatentDiTTask)
     head = task.proxy.head
     assert type(head) is type(task.model) and head.io_kwargs() == task.model.io_kwargs()
     assert (len(head.blocks), head.pos_embed.shape[-1]) == (1, 32)
@@ -262,7 +263,7 @@ def test_velocity_head_on_the_dit_is_a_small_separate_dit_that_learns_and_feeds_
     # its parameters are trained with the network's; the same seed draws the same head, another seed another
     trained = {id(p) for p in task.trained_parameters()}
     assert all(id(p) in trained for p in head.parameters())
-    again, other = (LatentDiTTask.from_config(cfg, [1.0], [s]).proxy.head for s in (0, 1))
+    again, other = (build_task(cfg, [1.0], [s], cls=LatentDiTTask).proxy.head for s in (0, 1))
     w = lambda h: h.blocks[0].attn.qkv.weight  # noqa: E731
     assert torch.equal(w(head), w(again)) and not torch.equal(w(head), w(other))
     # the flow-matching loss of the head falls under plain Adam on it alone (a fixed batch, 30 steps) ...

@@ -19,7 +19,7 @@ ARGS = [a for a in TINY if not a.startswith("trainer.max_steps")] + [
 
 
 def _run(root: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mfsweep.cli.train", "-m", *ARGS, f"hydra.sweep.dir={root}"],
+    return subprocess.Popen([sys.executable, "-m", "mfsweep.cli.entry", "-m", *ARGS, f"hydra.sweep.dir={root}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -18,7 +18,7 @@ from mfsweep.metrics.sliced import projections
 from mfsweep.sweep.record import read_record
 from mfsweep.tasks.vector import VectorTask
 
-CLI = [sys.executable, "-m", "mfsweep.cli.train"]
+CLI = [sys.executable, "-m", "mfsweep.cli.entry"]
 
 
 def _records(root: Path) -> list[dict]:
@@ -68,9 +68,12 @@ def test_first_batch_of_a_member_is_the_single_runs_batch():
     from mfsweep.method.proxy import ConditionalProxy
     from mfsweep.method.schedule import ConstantAlpha
 
+    from mfsweep.config.sections import DiagnosticsConfig, GradVarConfig, LossConfig, OptimConfig
+
+    cfg = compose_cfg()
     kw = dict(width=8, depth=2, batch_size=16, time_cfg={"dist": "uniform", "ratio": 0.5},
-              loss=__import__("mfsweep.tasks.meanflow", fromlist=["LossConfig"]).LossConfig(),
-              optim=__import__("mfsweep.tasks.meanflow", fromlist=["OptimConfig"]).OptimConfig())
+              loss=LossConfig.from_node(cfg.loss), optim=OptimConfig.from_node(cfg.trainer),
+              grad_var=GradVarConfig.from_node(cfg.grad_var), diagnostics=DiagnosticsConfig.from_node(cfg.diagnostics))
     packed = VectorTask(ToyDataset("pinwheel"), ConstantAlpha(0.0, 3), [4, 5, 6], proxy=ConditionalProxy(3), **kw)
     single = VectorTask(ToyDataset("pinwheel"), ConstantAlpha(0.0, 1), [5], proxy=ConditionalProxy(1), **kw)
     bp, bs = packed.draw_batch(), single.draw_batch()

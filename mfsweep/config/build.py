@@ -15,7 +15,8 @@ import hydra.utils
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from mfsweep.method.component import ConfigValueError
+from mfsweep.config.members import LIST_VALUED, MEMBER_KEYS
+from mfsweep.method.errors import ConfigValueError
 from mfsweep.method.proxy import Proxy
 from mfsweep.method.schedule import AlphaSchedule
 
@@ -83,6 +84,12 @@ def component_keys(cfg: DictConfig) -> dict[str, bool]:
             vectors = getattr(cls, "vector_keys", ())
             out |= {f"{group}.{key}": key in vectors for key in cls.member_keys()}
     return out
+
+
+def member_keys(cfg: DictConfig) -> dict[str, bool]:
+    """Every per-member key of `cfg`'s run, with whether its one value is a list: the engine's (`MEMBER_KEYS`)
+    and its schedule's and proxy's own."""
+    return {k: k in LIST_VALUED for k in MEMBER_KEYS} | component_keys(cfg)
 
 
 def _member_node(cfg: DictConfig, group: str, members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

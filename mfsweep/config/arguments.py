@@ -1,0 +1,101 @@
+"""The tasks' constructor arguments from a composed config: built objects (sections, the schedule and proxy,
+the dataset), so that a task never reads the config itself (as lightning-hydra-template's modules receive
+`net, optimizer`). Where packed per-member keys hold lists, the job-level values are the first ones; `settings`
+are each member's own values, which override them in the module."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from omegaconf import DictConfig
+
+from mfsweep.config.build import member_proxy, member_schedule
+from mfsweep.config.members import first_values
+from mfsweep.config.sections import (DiagnosticsConfig, FIDConfig, GradVarConfig, GuidanceConfig, LossConfig,
+                                     OptimConfig)
+from mfsweep.method.errors import ConfigValueError
+from mfsweep.method.proxy import Proxy
+from mfsweep.method.schedule import AlphaSchedule
+
+Settings = Sequence[Mapping[str, Any]] | None
+
+# `trainer.compile=auto` compiles when the run has at least this many member-steps (max_steps x members): the
+# compile costs about 30-90 s on 2 cores and the compiled step saves a few ms per member-step, so shorter runs
+# (tests, smoke runs) stay eager.
+AUTO_COMPILE_MEMBER_STEPS = 50_000
+
+
+def use_compile(setting: Any, max_steps: int, n_members: int) -> bool:
+    """`trainer.compile` (true | false | auto) resolved for a run of `max_steps` steps of `n_members` members."""
+    if setting == "auto":
+        if max_steps * n_members < AUTO_COMPILE_MEMBER_STEPS:
+            return False
+        # An automatic choice must not fail a run where inductor cannot build (e.g. no C++ compiler): such a
+        # step falls back to eager. `trainer.compile=true` keeps errors loud.
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+        return True
+    return bool(setting)
+
+
+def member_components(cfg: DictConfig, alphas: Sequence[float | None],
+                      settings: Settings = None) -> tuple[AlphaSchedule, Proxy]:
+    """The job's alpha schedule and proxy, member i with `alpha.value = alphas[i]` (unless None: a schedule
+    without it) and its own values of the components' keys in `settings[i]`."""
+    members = [({} if a is None else {"alpha.value": a}) | dict(s)
+               for a, s in zip(alphas, settings or [{}] * len(alphas))]
+    return member_schedule(cfg, members), member_proxy(cfg, members)
+
+
+def module_arguments(cfg: DictConfig, alphas: Sequence[float | None], settings: Settings = None) -> dict[str, Any]:
+    """The MeanFlowModule arguments every task takes the same way: the schedule and proxy of its members, the
+    sections, the cadences."""
+    schedule, proxy = member_components(cfg, alphas, settings)
+    cfg = first_values(cfg)
+    diagnostics = dict(cfg.diagnostics) | {"bins": tuple(float(b) for b in cfg.diagnostics.bins)}
+    return dict(
+        schedule=schedule, proxy=proxy,
+        settings=list(settings) if settings is not None else None,
+        log_every=cfg.trainer.log_every,
+        loss=LossConfig.from_node(cfg.loss),
+        optim=OptimConfig.from_node(cfg.trainer),
+        grad_var=GradVarConfig.from_node(cfg.grad_var),
+        eval_every=cfg.eval.every,
+        diagnostics=DiagnosticsConfig.from_node(diagnostics),
+    )
+
+
+def vector_arguments(cfg: DictConfig, alphas: Sequence[float | None], seeds: Sequence[int],
+                     settings: Settings = None) -> dict[str, Any]:
+    """`VectorTask`'s arguments for members `(alphas[i], seeds[i], settings[i])`: `alphas[i]` is member i's
+    `alpha.value` (None under a schedule without one), `settings[i]` its values of the other per-member keys
+    (`{"trainer.lr": 0.003, "time.ratio": 0.75, "alpha.end": 0.5}`)."""
+    from mfsweep.data import make_vector_dataset
+
+    kwargs = module_arguments(cfg, alphas, settings)
+    cfg = first_values(cfg)
+    return kwargs | dict(
+        dataset=make_vector_dataset(**{k: v for k, v in cfg.dataset.items() if k != "task"}),
+        seeds=list(seeds), width=cfg.model.width, depth=cfg.model.depth, batch_size=cfg.trainer.batch_size,
+        time_cfg=dict(cfg.time), curve_eval={k: cfg.eval[k] for k in ("every_n_samples", "n_steps", "projection_seed")},
+        compile=use_compile(cfg.trainer.get("compile", False), cfg.trainer.max_steps, len(seeds)),
+    )
+
+
+def latent_arguments(cfg: DictConfig, alphas: Sequence[float | None], seeds: Sequence[int],
+                     settings: Settings = None) -> dict[str, Any]:
+    """`LatentDiTTask`'s arguments for its one cell `(alphas[0], seeds[0])`."""
+    from mfsweep.data.images import make_image_data
+
+    if len(alphas) != 1 or len(seeds) != 1:
+        raise ConfigValueError("alpha.value", "latent_dit trains one cell per process: give one alpha.value and one "
+                                              "seed (sweep them with a per-run multirun, -m alpha.value=0.0,0.5)")
+    ds, m = cfg.dataset, cfg.model
+    return module_arguments(cfg, alphas, settings) | dict(
+        data=make_image_data(**ds), seed=seeds[0],
+        model_cfg={k: m[k] for k in ("patch_size", "hidden_size", "depth", "num_heads", "mlp_ratio")},
+        num_classes=ds.num_classes, batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
+        guidance=GuidanceConfig.from_node(cfg.guidance), fid=FIDConfig.from_node(cfg.metrics.fid),
+        fid_samples=cfg.eval.fid_samples, eval_samples=cfg.eval.every_n_samples, eval_steps=cfg.eval.n_steps,
+        threads=cfg.trainer.get("threads"),
+    )

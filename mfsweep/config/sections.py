@@ -1,0 +1,174 @@
+"""The config sections the MeanFlow module reads, as dataclasses that check their own ranges.
+
+Defaults live in one place, the YAML under conf/ (what `mfsweep-train --cfg job` prints and a recipe
+overrides); these classes hold the keys' names, types and checks, and have no defaults of their own, so the two
+can never disagree. A field of a per-member section (`PER_MEMBER`) is a key the members of one packed process
+may differ in: adding one is a field here plus its default in conf/ (`mfsweep.config.members` derives the rest).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
+
+from mfsweep.config.checks import (COUNT, POSITIVE_INT, UNIT, Number, OneOf, bin_edges, check_fields, checked,
+                                   optional, pair_in_unit)
+from mfsweep.method.errors import ConfigValueError
+
+
+def _time_dist(key: str, value: Any) -> None:
+    from mfsweep.method.time import TIME_DISTRIBUTIONS  # the sampler's own list (torch: imported when checked)
+
+    OneOf(TIME_DISTRIBUTIONS)(key, value)
+
+
+# Learning-rate schedules by `trainer.lr_schedule`: the multiplier of the base lr at optimizer step `step` of
+# `total` (the one list of names: the check below and `mfsweep.tasks.optim.lr_factor` both read it).
+LR_SCHEDULES: dict[str, Callable[[int, int], float]] = {
+    "constant": lambda step, total: 1.0,
+    "cosine": lambda step, total: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)),  # to 0 at max_steps
+}
+
+
+class Section:
+    """A config section: `group` is its node in the composed config."""
+
+    group: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any]) -> Any:
+        """The section from its config node, reading its fields only (the node may hold other keys)."""
+        return cls(**{f.name: _plain(node[f.name]) for f in dataclasses.fields(cls)})
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf lists as tuples (frozen sections hash and compare by value)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class OptimConfig(Section):
+    """`trainer.*` of the optimizer: AdamW's lr, betas and weight decay, per-member gradient clipping (0: none),
+    the evaluation EMA's decay, the lr schedule (`LR_SCHEDULES`) and its linear warm-up (0: none)."""
+
+    group: ClassVar[str] = "trainer"
+    lr: float = checked(Number(low=0.0, low_open=True))
+    betas: tuple[float, float] = checked(pair_in_unit)
+    weight_decay: float = checked(Number(low=0.0))
+    grad_clip: float = checked(Number(low=0.0))
+    ema_decay: float = checked(UNIT)
+    lr_schedule: str = checked(OneOf(tuple(LR_SCHEDULES)))
+    warmup_steps: int = checked(COUNT)
+
+
+@dataclass(frozen=True)
+class TimeConfig(Section):
+    """`time.*`: the (t, r) distribution (`mfsweep.method.time.sample_t_r`)."""
+
+    group: ClassVar[str] = "time"
+    mu: float = checked(Number())
+    sigma: float = checked(Number(low=0.0, low_open=True))
+    ratio: float = checked(UNIT)
+    dist: str = checked(_time_dist)
+
+
+@dataclass(frozen=True)
+class LossConfig(Section):
+    """`loss.*`: MeanFlow's adaptive weight (power p, eps), the flow-matching anchor's weight lambda and the
+    offset D at which the EMA proxy and the anchor evaluate u (docs/method.md 3)."""
+
+    group: ClassVar[str] = "loss"
+    adaptive_p: float = checked(Number(low=0.0))
+    adaptive_eps: float = checked(Number(low=0.0, low_open=True))
+    anchor_weight: float = checked(Number(low=0.0))
+    offset: float = checked(UNIT)
+
+
+@dataclass(frozen=True)
+class GradVarConfig(Section):
+    """Gradient-variance measurement (docs/method.md 5): every `every` steps (0: never), `replicas` minibatches of
+    `batch_size` from the cell's own gradient-variance stream."""
+
+    group: ClassVar[str] = "grad_var"
+    every: int = checked(COUNT)
+    replicas: int = checked(Number(low=2, integer=True))
+    batch_size: int = checked(POSITIVE_INT)
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig(Section):
+    """`diagnostics.*`: every `every` steps (0: never) a batch of `batch_size` samples with r < t from the
+    cell's own diagnostics stream; `n_probes` Hutchinson probes; `n_fluctuations` draws of delta per z for the
+    matrix form; `bins` the edges of the t - r bins (0.0 to 1.0)."""
+
+    group: ClassVar[str] = "diagnostics"
+    every: int = checked(COUNT)
+    batch_size: int = checked(POSITIVE_INT)
+    n_probes: int = checked(POSITIVE_INT)
+    n_fluctuations: int = checked(POSITIVE_INT)
+    bins: tuple[float, ...] = checked(bin_edges)
+
+
+# Sections whose every key may differ between the members of one packed process: scalars (or Adam's pair) that
+# change no tensor shape, held by the engine as one value per member.
+PER_MEMBER: tuple[type[Section], ...] = (OptimConfig, TimeConfig, LossConfig)
+# Job-level sections: one value per process.
+JOB: tuple[type[Section], ...] = (GradVarConfig, DiagnosticsConfig)
+
+
+@dataclass(frozen=True)
+class GuidanceConfig(Section):
+    """Label dropout and guidance-in-training (docs/method.md 2): `v_g` on t in [t_min, t_max] for kept labels."""
+
+    group: ClassVar[str] = "guidance"
+    label_dropout: float = checked(UNIT)
+    omega: float = checked(Number())
+    mix: float = checked(Number())
+    t_min: float = checked(UNIT)
+    t_max: float = checked(UNIT)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.t_min > self.t_max:
+            raise ConfigValueError("guidance.t_min", f"must be <= guidance.t_max ({self.t_max}), got {self.t_min}")
+
+    @property
+    def enabled(self) -> bool:
+        return not (self.omega == 1.0 and self.mix == 0.0)
+
+
+def _existing_file(key: str, value: Any) -> None:
+    if not Path(str(value)).expanduser().is_file():
+        raise ConfigValueError(key, f"file not found: {Path(str(value)).expanduser()}")
+
+
+@dataclass(frozen=True)
+class FIDConfig(Section):
+    """`metrics.fid`: the feature network (`inception` from a local weights file, or the demo's `classifier`),
+    optional precomputed reference statistics (an .npz with `mu`, `sigma`, e.g. ADM's ImageNet 256 batch),
+    the cache folder and the batch size for generation, decoding and features."""
+
+    group: ClassVar[str] = "metrics.fid"
+    features: str = checked(OneOf(("inception", "classifier")))
+    inception_weights: str | None = dataclasses.field()
+    reference_stats: str | None = checked(optional(_existing_file))
+    cache_dir: str = dataclasses.field()
+    batch_size: int = checked(POSITIVE_INT)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.features == "inception":
+            from mfsweep.metrics.fid import INCEPTION_WEIGHTS_KEY, check_inception_weights
+
+            try:
+                check_inception_weights(self.inception_weights)
+            except ValueError as err:
+                raise ConfigValueError(INCEPTION_WEIGHTS_KEY,
+                                       str(err).removeprefix(f"{INCEPTION_WEIGHTS_KEY}: ")) from None
