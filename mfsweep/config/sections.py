@@ -172,3 +172,9 @@ class FIDConfig(Section):
             except ValueError as err:
                 raise ConfigValueError(INCEPTION_WEIGHTS_KEY,
                                        str(err).removeprefix(f"{INCEPTION_WEIGHTS_KEY}: ")) from None
+
+
+def section_values(*sections: Section) -> dict[str, Any]:
+    """The sections' values by config key (`trainer.lr`), lists as lists."""
+    return {f"{s.group}.{f.name}": (list(v) if isinstance(v := getattr(s, f.name), tuple) else v)
+            for s in sections for f in dataclasses.fields(s)}

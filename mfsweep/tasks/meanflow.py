@@ -8,6 +8,10 @@ subclass supplies the batches (`draw_batch`), how one value per member broadcast
 hyperparameters (`MemberValues`: lr, betas, weight decay, clipping, EMA decays, loss weights, ...), optimizer
 state (elementwise), gradient clipping, EMA and divergence flag, so member i trains exactly as a single run of
 cell i would.
+
+Here are the task hooks, the loss and the Lightning step; what is measured beside the loss (gradient variance,
+diagnostics) is `mfsweep.tasks.measurement`, the history and the checkpointed state `mfsweep.tasks.history`.
+The arguments come built from the config (`mfsweep.config.arguments`); the module never reads the config.
 """
 from __future__ import annotations
 
@@ -20,24 +24,15 @@ from typing import Any, Callable, Mapping, Sequence
 import lightning as L
 import torch
 
-from mfsweep.config.sections import DiagnosticsConfig, GradVarConfig, LossConfig, OptimConfig, Section
+from mfsweep.config.sections import DiagnosticsConfig, GradVarConfig, LossConfig, OptimConfig, section_values
 from mfsweep.method.ema import ema_update
-from mfsweep.method.gradvar import StreamingTotalVariance
 from mfsweep.method.loss import flow_matching_anchor, meanflow_loss
 from mfsweep.method.proxy import Proxy
 from mfsweep.method.schedule import AlphaSchedule
 from mfsweep.method.tangent import boundary_r, mix_tangent
-from mfsweep.tasks.diagnostics import (
-    LOGGED,
-    STATS,
-    Posterior,
-    bin_statistics,
-    mean_square,
-    measure,
-    record_summary,
-    sample_fluctuations,
-    summarise,
-)
+from mfsweep.tasks.diagnostics import Posterior
+from mfsweep.tasks.history import MemberHistory
+from mfsweep.tasks.measurement import Measurement
 from mfsweep.tasks.members import MemberValues
 from mfsweep.tasks.optim import MemberAdamW, clip_grad_norm_per_member, lr_factor
 
@@ -70,13 +65,7 @@ def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return twin
 
 
-def job_values(*sections: Section) -> dict[str, Any]:
-    """The module's per-member keys at their job-level values, by config key (`trainer.lr`)."""
-    return {f"{s.group}.{f.name}": (list(v) if isinstance(v := getattr(s, f.name), tuple) else v)
-            for s in sections for f in dataclasses.fields(s)}
-
-
-class MeanFlowModule(L.LightningModule):
+class MeanFlowModule(Measurement, MemberHistory, L.LightningModule):
     """MeanFlow training of E members; subclasses are the tasks (toy, dgmm, latent DiT)."""
 
     task_name = "meanflow"
@@ -112,7 +101,7 @@ class MeanFlowModule(L.LightningModule):
         self.posterior, self.diag_cfg = posterior, diagnostics
         self.diag_stats: list[tuple[int, torch.Tensor]] = []  # (step, summed STATS (E, n_bins + 1, S))
         self.n_members = schedule.n_members
-        base = job_values(optim, loss)
+        base = section_values(optim, loss)
         members = settings or [{}] * self.n_members
         if len(members) != self.n_members:
             raise ValueError(f"one setting per member: got {len(members)} settings and {self.n_members} members")
@@ -126,11 +115,7 @@ class MeanFlowModule(L.LightningModule):
         # The step at which each member's loss first went non-finite (0: never); read on the host every
         # log_every steps, so training needs no device-to-host sync per step.
         self.register_buffer("diverged_at", torch.zeros(self.n_members, dtype=torch.long))
-        self.diverged_step: list[int | None] = [None] * self.n_members
-        self.history: list[list[dict[str, float]]] = [[] for _ in range(self.n_members)]
-        self.pending: list[tuple[int, list[dict[str, float]]]] = []
-        self._sums: dict[str, torch.Tensor] = {}
-        self._count = 0
+        self.init_history(self.n_members)
 
     # --- task hooks -------------------------------------------------------------------------------
     def draw_batch(self, purpose: str = "train", batch_size: int | None = None) -> Batch:
@@ -192,6 +177,11 @@ class MeanFlowModule(L.LightningModule):
     def _bcast_time(self, time: torch.Tensor) -> torch.Tensor:
         return time.reshape(time.shape + (1,) * self.sample_ndim)
 
+    def z_t(self, batch: Batch) -> torch.Tensor:
+        """The point on the straight path at time t, `z_t = (1 - t) x + t e` (docs/method.md 1)."""
+        t = self._bcast_time(batch.t)
+        return (1 - t) * batch.x + t * batch.e
+
     def proxy_velocity(self, batch: Batch, z: torch.Tensor) -> torch.Tensor | None:
         """The deterministic proxy `u_bar(z_t, t)` of docs/method.md 3, or None for the conditional tangent."""
         return self.proxy.velocity(self.model, z, batch.t, bind=lambda m: self.u_fn(m, batch),
@@ -214,8 +204,7 @@ class MeanFlowModule(L.LightningModule):
     def losses(self, batch: Batch, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-member losses for one batch at the per-sample `alpha` (`step_alpha`): `mf` (as trained, weighted),
         `mse` (unweighted), `anchor`, `proxy` (the proxy's own loss, if any), `total`."""
-        t = self._bcast_time(batch.t)
-        z = (1 - t) * batch.x + t * batch.e
+        z = self.z_t(batch)
         v_c = self.conditional_velocity(batch, z)
         v_tan = mix_tangent(v_c, self.proxy_velocity(batch, z), alpha)
         terms = meanflow_loss(
@@ -284,14 +273,6 @@ class MeanFlowModule(L.LightningModule):
         ema_update(list(self.ema.parameters()), list(self.model.parameters()), self.hp.f32("trainer.ema_decay"))
         self.proxy.update(self.model)
 
-    def check_divergence(self) -> None:
-        """Copy the device-side divergence flags to the host (`diverged_step`); stop when every member diverged."""
-        for i, step in enumerate(self.diverged_at.tolist()):
-            if step and self.diverged_step[i] is None:
-                self.diverged_step[i] = step
-        if all(s is not None for s in self.diverged_step):
-            self.trainer.should_stop = True
-
     def on_train_batch_end(self, *_: Any) -> None:
         self.update_emas()
         if self.global_step % self.log_every == 0 or self.global_step == self.trainer.max_steps:
@@ -311,124 +292,3 @@ class MeanFlowModule(L.LightningModule):
             if self.schedule.wants_diagnostics(step):
                 self.schedule.observe(step, summarise(stats), self.diag_cfg.bins)
 
-    # --- gradient variance (docs/method.md 5) ------------------------------------------------------------
-    def member_gradients(self, loss: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
-        """d(loss_i)/d(theta_i) flattened per member, `(E, P)`; leaves `.grad` untouched (before clipping)."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(loss.sum(), params, retain_graph=retain_graph, allow_unused=True)
-        rows = self.n_members if getattr(self.model, "n_members", None) else 1
-        flat = [(g if g is not None else torch.zeros_like(p)).reshape(rows, -1) for g, p in zip(grads, params)]
-        return torch.cat(flat, dim=1)
-
-    def measure_grad_var(self) -> dict[str, torch.Tensor]:
-        """Total variance of the minibatch gradient over `replicas` independent minibatches, per member:
-        `diag/grad_var` for the MeanFlow term as trained (its weighting included, the anchor excluded) so that
-        alphas compare, `diag/grad_var_total` for the whole objective."""
-        cfg = self.grad_var_cfg
-        mf, total = StreamingTotalVariance(), StreamingTotalVariance()
-        for _ in range(cfg.replicas):
-            batch = self.draw_batch("gradvar", cfg.batch_size)
-            # the alpha of the step just trained (on the schedule's trajectory already: no side effect)
-            losses = self.losses(batch, self.step_alpha(batch, self.global_step - 1))
-            g_mf = self.member_gradients(losses["mf"], retain_graph="anchor" in losses)
-            mf.add(g_mf)
-            if "anchor" in losses:
-                weight = self.hp["loss.anchor_weight"].to(g_mf.dtype).view(-1, 1)
-                g_mf = g_mf + weight * self.member_gradients(losses["anchor"])
-            total.add(g_mf)
-        return {"diag/grad_var": mf.value().float(), "diag/grad_var_total": total.value().float()}
-
-    # --- diagnostics (docs/method.md 4) -------------------------------------------------------------------
-    @torch.no_grad()
-    def measure_diagnostics(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The ingredients of docs/method.md 4 and the predicted alpha* on a batch of the diagnostics stream, one
-        value per member (`mfsweep.tasks.diagnostics`), and the summed statistics `(E, n_bins + 1, S)` (kept for
-        the record, and what an adaptive schedule observes).
-
-        The proxy is the cell's own (`reference_proxy`: its `Proxy.velocity`, e.g. the proxy EMA at
-        (z, t - D, t) or the oracle); a cell without one (tangent=conditional) is measured against the
-        evaluation EMA at (z, t - D, t), the EMA proxy it could mix in. sigma2 is exact where the dataset has a
-        posterior, else the flow-matching floor `||u_theta(z, t, t) - v_c||^2 / d`: its expectation given z is
-        `tr(Sigma) / d` plus the network's own error `||u_theta(z, t, t) - v||^2 / d`, so it bounds sigma2 from
-        above, tightly once the network has learned v. bias2 is exact against the oracle where known, else the
-        tracking gap `||u_theta(z, t - D, t) - u_bar(z, t)||^2 / d` to that proxy, which is always logged too.
-        """
-        cfg, nd = self.diag_cfg, self.sample_ndim
-        batch = self.draw_batch("diagnostics", cfg.batch_size)
-        gens = self.diagnostics_generators()
-        z = (1 - self._bcast_time(batch.t)) * batch.x + self._bcast_time(batch.t) * batch.e
-        r_near = boundary_r(batch.t, self.hparam("loss.offset"))
-        u_near = self.u_fn(self.model, batch)(z, r_near, batch.t)
-        u_bar = self.reference_proxy(batch, z)
-        gap = mean_square(u_near - u_bar, nd)
-        delta = bias = None
-        if self.posterior is None:
-            v_c = self.conditional_velocity(batch, z)
-            sigma2, bias2 = mean_square(self.u_fn(self.model, batch)(z, batch.t, batch.t) - v_c, nd), gap
-        else:
-            bias = u_bar - self.posterior.marginal_velocity(z, batch.t)
-            sigma2, bias2 = self.posterior.sigma2(z, batch.t), mean_square(bias, nd)
-            delta = sample_fluctuations(self.posterior, z, batch.t, cfg.n_fluctuations, gens)
-        ingredients = measure(self.jvp_fn(batch), z, batch.r, batch.t, generators=gens, n_probes=cfg.n_probes,
-                              sigma2=sigma2, bias2=bias2, gap=gap, delta=delta, bias=bias, sample_ndim=nd)
-        stats = bin_statistics(ingredients, cfg.bins).reshape(self.n_members, len(cfg.bins), len(STATS))
-        self.diag_stats.append((self.global_step, stats.cpu()))
-        values = summarise(stats[:, -1])
-        return {f"diag/{k}": values[k].float() for k in LOGGED if not bool(values[k].isnan().all())}, stats
-
-    def diagnostics_summary(self, member: int) -> dict[str, Any] | None:
-        """The record's `diagnostics` for `member`, or None when nothing was measured: sums over the last half
-        of the measurements (the second half of training, as for grad_var), overall and per t - r bin."""
-        if not self.diag_stats:
-            return None
-        tail = self.diag_stats[-max(1, int(round(len(self.diag_stats) * 0.5))):]
-        summary = record_summary([stats[member] for _, stats in tail], self.diag_cfg.bins)
-        exact = self.posterior is not None
-        summary["measured"] |= {
-            "from_step": tail[0][0],
-            "proxy": {"conditional": "evaluation_ema"}.get(self.proxy.name, self.proxy.name),
-            "sigma2_source": "exact" if exact else "flow_matching_floor",
-            "bias2_source": "oracle" if exact else "ema_tracking_gap",
-        }
-        return summary
-
-    # --- history ----------------------------------------------------------------------------------
-    def _accumulate(self, values: dict[str, torch.Tensor]) -> None:
-        for k, v in values.items():
-            v = v.detach().reshape(self.n_members)
-            self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
-        self._count += int("train/loss_total" in values)
-
-    def log_member_values(self, step: int, values: dict[str, torch.Tensor]) -> None:
-        """Append one-off per-member values (diagnostics) to the history at `step`."""
-        rows = [{"step": step} | {k: float(v[i]) for k, v in values.items()} for i in range(self.n_members)]
-        for i, row in enumerate(rows):
-            if self.history[i] and self.history[i][-1]["step"] == step:
-                self.history[i][-1].update(row)  # one history row per step
-            else:
-                self.history[i].append(dict(row))
-        self.pending.append((step, rows))
-
-    def _flush(self, step: int) -> None:
-        if not self._count:
-            return
-        counts = {k: self._count for k in self._sums}
-        means = {k: s / counts[k] for k, s in self._sums.items()}
-        self._sums, self._count = {}, 0
-        self.log_member_values(step, means)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.check_divergence()  # the host-side record of divergence must be as current as the weights
-        checkpoint["mfsweep"] = {
-            "streams": self.stream_state(), "history": self.history, "diverged_step": self.diverged_step,
-            "sums": self._sums, "count": self._count, "diag_stats": self.diag_stats,
-            "schedule": self.schedule.state_dict(),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint["mfsweep"]
-        self.load_stream_state(state["streams"])
-        self.history, self.diverged_step = state["history"], state["diverged_step"]
-        self._sums, self._count = state["sums"], state["count"]
-        self.diag_stats = state.get("diag_stats", [])
-        self.schedule.load_state_dict(state["schedule"])
