@@ -1,18 +1,21 @@
-"""The tasks' constructor arguments from a composed config: built objects (sections, the schedule and proxy,
-the dataset), so that a task never reads the config itself (as lightning-hydra-template's modules receive
-`net, optimizer`). Where packed per-member keys hold lists, the job-level values are the first ones; `settings`
-are each member's own values, which override them in the module."""
+"""Each task's side of the config: its constructor arguments from a composed config (built objects: sections, the
+schedule and proxy, the dataset, so that a task never reads the config itself, as lightning-hydra-template's
+modules receive `net, optimizer`), and its own checks of what it needs from the rest of the config. A task
+class names both (`arguments`, `checks`); `mfsweep.tasks.TASKS` is the one registry of tasks.
+
+Where packed per-member keys hold lists, the job-level values are the first ones; `settings` are each member's
+own values, which override them in the module."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from mfsweep.config.build import member_proxy, member_schedule
-from mfsweep.config.members import first_values
+from mfsweep.config.build import member_keys, member_proxy, member_schedule
+from mfsweep.config.members import first_values, is_packed
 from mfsweep.config.sections import (DiagnosticsConfig, FIDConfig, GradVarConfig, GuidanceConfig, LossConfig,
                                      OptimConfig)
-from mfsweep.method.errors import ConfigValueError
+from mfsweep.method.errors import ConfigValueError, OneOf
 from mfsweep.method.proxy import Proxy
 from mfsweep.method.schedule import AlphaSchedule
 
@@ -99,3 +102,29 @@ def latent_arguments(cfg: DictConfig, alphas: Sequence[float | None], seeds: Seq
         fid_samples=cfg.eval.fid_samples, eval_samples=cfg.eval.every_n_samples, eval_steps=cfg.eval.n_steps,
         threads=cfg.trainer.get("threads"),
     )
+
+
+def check_vector(cfg: DictConfig) -> None:
+    """What the vector tasks need beyond their sections, dataset and model: the stacked MLP."""
+    OneOf(("mlp",))("model.name", cfg.model.name)
+
+
+def check_latent(cfg: DictConfig) -> None:
+    """What the latent DiT task needs beyond its sections, dataset and model: a DiT whose patches tile the
+    samples, one cell per process, FID features that exist for the dataset."""
+    from mfsweep.data.images import check_image_data
+
+    if not str(cfg.model.name).startswith("DiT"):
+        raise ConfigValueError("model.name", f"the latent_dit task trains a DiT (e.g. model=dit_b_4), "
+                                             f"got {cfg.model.name!r}")
+    for key, vector in member_keys(cfg).items():
+        if is_packed(key, OmegaConf.select(cfg, key), vector):
+            raise ConfigValueError(key, "latent_dit trains one cell per process: give one value and sweep with a "
+                                        "per-run multirun (-m alpha.value=0.0,0.5)")
+    OneOf(("per_run",))("sweep.mode", cfg.sweep.mode)
+    side = check_image_data(**{k: v for k, v in cfg.dataset.items() if k != "task"})
+    if side % cfg.model.patch_size:
+        raise ConfigValueError("model.patch_size", f"must divide the sample size {side}, got {cfg.model.patch_size}")
+    if cfg.metrics.fid.features == "classifier" and cfg.dataset.name != "digits":
+        raise ConfigValueError("metrics.fid.features", "the classifier features exist for dataset=digits only; "
+                                                       "use inception")

@@ -119,3 +119,19 @@ def member_schedule(cfg: DictConfig, members: Sequence[Mapping[str, Any]]) -> Al
 def member_proxy(cfg: DictConfig, members: Sequence[Mapping[str, Any]]) -> Proxy:
     """The proxy of a job whose member i has the per-member values `members[i]` (`{"tangent.ema_decay": 0.9}`)."""
     return build_proxy(_member_node(cfg, "tangent", members), len(members))
+
+
+def check_components(cfg: DictConfig, members: Sequence[Mapping[str, Any]], exact_posterior: bool) -> None:
+    """Build the job's schedule and proxy as its members will have them (each checks its own keys), then what
+    they need from each other and from the dataset (`exact_posterior`: the dataset's posterior is known)."""
+    schedule, proxy = member_schedule(cfg, members), member_proxy(cfg, members)
+    proxy.check_schedule(schedule)
+    from mfsweep.data import EXACT_POSTERIOR
+
+    exact = f"a dataset with an exact posterior ({list(EXACT_POSTERIOR)}, or any set made finite with " \
+            f"dataset.finite_size=N), but " \
+            f"dataset.name is {cfg.dataset.name!r} with dataset.finite_size null"
+    if proxy.requires.oracle and not exact_posterior:
+        raise ConfigValueError(proxy.group, f"={proxy.name} needs {exact}")
+    if schedule.requires.posterior and not exact_posterior:
+        raise ConfigValueError(schedule.group, f"={schedule.name} with this estimate needs {exact}")

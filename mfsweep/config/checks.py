@@ -3,44 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from mfsweep.method.errors import ConfigValueError
+from mfsweep.method.errors import COUNT, POSITIVE_INT, UNIT, ConfigValueError, Number, OneOf  # noqa: F401
 
 Check = Callable[[str, Any], None]
-
-
-@dataclass(frozen=True)
-class Number:
-    """A number (`integer`: an int) in `[low, high]` (`low_open`: `(low, high]`); None: unbounded."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    integer: bool = False
-
-    def __call__(self, key: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.integer and not isinstance(value, int)):
-            raise ConfigValueError(key, f"must be {'an integer' if self.integer else 'a number'}, got {value!r}")
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            raise ConfigValueError(key, f"must be {'>' if self.low_open else '>='} {self.low}, got {value!r}")
-        if self.high is not None and value > self.high:
-            raise ConfigValueError(key, f"must be <= {self.high}, got {value!r}")
-
-
-POSITIVE_INT = Number(low=0, low_open=True, integer=True)
-COUNT = Number(low=0, integer=True)  # 0 allowed: "never" / "none"
-UNIT = Number(low=0.0, high=1.0)
-
-
-@dataclass(frozen=True)
-class OneOf:
-    options: tuple[Any, ...]
-
-    def __call__(self, key: str, value: Any) -> None:
-        if value not in self.options:
-            raise ConfigValueError(key, f"must be one of {list(self.options)}, got {value!r}")
 
 
 def pair_in_unit(key: str, value: Any) -> None:
@@ -74,4 +41,9 @@ def check_fields(obj: Any, fields: Sequence[dataclasses.Field] | None = None) ->
     """Run every field's check on `obj` (a section dataclass with a `group` class attribute)."""
     for f in fields or dataclasses.fields(obj):
         if "check" in f.metadata:
-            f.metadata["check"](f"{obj.group}.{f.name}", getattr(obj, f.name))
+            f.metadata["check"](config_key(obj.group, f.name), getattr(obj, f.name))
+
+
+def config_key(group: str, name: str) -> str:
+    """`group.name`, or `name` for the top level."""
+    return f"{group}.{name}" if group else name

@@ -33,9 +33,11 @@ LR_SCHEDULES: dict[str, Callable[[int, int], float]] = {
 
 
 class Section:
-    """A config section: `group` is its node in the composed config."""
+    """A config section: `group` is its node in the composed config ("": the top level); `tasks` the values of
+    `dataset.task` whose configs have it (None: every task's)."""
 
     group: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...] | None] = None
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -116,18 +118,12 @@ class DiagnosticsConfig(Section):
     bins: tuple[float, ...] = checked(bin_edges)
 
 
-# Sections whose every key may differ between the members of one packed process: scalars (or Adam's pair) that
-# change no tensor shape, held by the engine as one value per member.
-PER_MEMBER: tuple[type[Section], ...] = (OptimConfig, TimeConfig, LossConfig)
-# Job-level sections: one value per process.
-JOB: tuple[type[Section], ...] = (GradVarConfig, DiagnosticsConfig)
-
-
 @dataclass(frozen=True)
 class GuidanceConfig(Section):
     """Label dropout and guidance-in-training (docs/method.md 2): `v_g` on t in [t_min, t_max] for kept labels."""
 
     group: ClassVar[str] = "guidance"
+    tasks: ClassVar[tuple[str, ...] | None] = ("latent_dit",)
     label_dropout: float = checked(UNIT)
     omega: float = checked(Number())
     mix: float = checked(Number())
@@ -156,6 +152,7 @@ class FIDConfig(Section):
     the cache folder and the batch size for generation, decoding and features."""
 
     group: ClassVar[str] = "metrics.fid"
+    tasks: ClassVar[tuple[str, ...] | None] = ("latent_dit",)
     features: str = checked(OneOf(("inception", "classifier")))
     inception_weights: str | None = dataclasses.field()
     reference_stats: str | None = checked(optional(_existing_file))
@@ -170,8 +167,118 @@ class FIDConfig(Section):
             try:
                 check_inception_weights(self.inception_weights)
             except ValueError as err:
-                raise ConfigValueError(INCEPTION_WEIGHTS_KEY,
-                                       str(err).removeprefix(f"{INCEPTION_WEIGHTS_KEY}: ")) from None
+                message = str(err).removeprefix(f"{INCEPTION_WEIGHTS_KEY}: ").removeprefix(f"{INCEPTION_WEIGHTS_KEY} ")
+                raise ConfigValueError(INCEPTION_WEIGHTS_KEY, message) from None
+
+
+
+@dataclass(frozen=True)
+class LoopConfig(Section):
+    """`trainer.*` of the training loop: steps, the (global) batch, how often the history and checkpoints are
+    written (checkpoint_every 0: only at the end and on SIGTERM)."""
+
+    group: ClassVar[str] = "trainer"
+    max_steps: int = checked(POSITIVE_INT)
+    batch_size: int = checked(POSITIVE_INT)
+    log_every: int = checked(POSITIVE_INT)
+    checkpoint_every: int = checked(COUNT)
+
+
+@dataclass(frozen=True)
+class VectorLoopConfig(Section):
+    """`trainer.compile` of the vector tasks' packed step (`mfsweep.config.arguments.use_compile`)."""
+
+    group: ClassVar[str] = "trainer"
+    tasks: ClassVar[tuple[str, ...] | None] = ("toy", "dgmm")
+    compile: Any = checked(OneOf(("auto", True, False)))
+
+
+@dataclass(frozen=True)
+class DistributedConfig(Section):
+    """`trainer.*` of the latent DiT task's Lightning run: nodes, DDP, precision, CPU threads (null: torch's)."""
+
+    group: ClassVar[str] = "trainer"
+    tasks: ClassVar[tuple[str, ...] | None] = ("latent_dit",)
+    num_nodes: int = checked(POSITIVE_INT)
+    # Not ddp_spawn: its workers' history and records would stay in the spawned processes.
+    strategy: str = checked(OneOf(("auto", "ddp")))
+    precision: str = checked(OneOf(("32-true", "bf16-mixed")))
+    threads: int | None = checked(optional(Number(low=1, integer=True)))
+
+
+@dataclass(frozen=True)
+class EvalConfig(Section):
+    """`eval.*`: the final evaluation (`n_samples` points, `n_projections` directions from `projection_seed`,
+    `n_steps` sampler steps) and the intermediate one every `every` steps (0: only at the end) on
+    `every_n_samples` points."""
+
+    group: ClassVar[str] = "eval"
+    n_samples: int = checked(POSITIVE_INT)
+    n_projections: int = checked(POSITIVE_INT)
+    projection_seed: int = checked(COUNT)
+    n_steps: int = checked(POSITIVE_INT)
+    every: int = checked(COUNT)
+    every_n_samples: int = checked(POSITIVE_INT)
+
+
+@dataclass(frozen=True)
+class FIDEvalConfig(Section):
+    """`eval.*` of FID: the samples of the final and the intermediate scores (a covariance needs two)."""
+
+    group: ClassVar[str] = "eval"
+    tasks: ClassVar[tuple[str, ...] | None] = ("latent_dit",)
+    fid_samples: int = checked(Number(low=2, integer=True))
+    every_n_samples: int = checked(Number(low=2, integer=True))
+
+
+# `sweep.rerun`: which recorded statuses a launch trains again.
+RERUN_CHOICES = {"none": (), "failed": ("failed", "diverged"), "all": ("completed", "failed", "diverged")}
+
+
+def _packed_keys(key: str, value: Any) -> None:
+    from mfsweep.config.members import check_packed_keys
+
+    if value is not None:
+        check_packed_keys([str(k) for k in value] if isinstance(value, (list, tuple)) else [value])
+
+
+@dataclass(frozen=True)
+class SweepConfig(Section):
+    """`sweep.*`: the execution mode, which keys pack into one process (null: every per-member key), the W&B
+    group and what a re-launch trains again."""
+
+    group: ClassVar[str] = "sweep"
+    mode: str = checked(OneOf(("per_run", "packed")))
+    packed_keys: tuple[str, ...] | None = checked(_packed_keys)
+    name: str | None = dataclasses.field()
+    rerun: str = checked(OneOf(tuple(RERUN_CHOICES)))
+
+
+@dataclass(frozen=True)
+class LoggerConfig(Section):
+    group: ClassVar[str] = "logger"
+    name: str = checked(OneOf(("wandb", "csv", "none")))
+
+
+@dataclass(frozen=True)
+class GridConfig(Section):
+    """The top-level `seed` (a grid axis; `alpha.value`, the other, is the schedule's)."""
+
+    group: ClassVar[str] = ""
+    seed: int = checked(COUNT)
+
+
+# Sections whose every key may differ between the members of one packed process: scalars (or Adam's pair) that
+# change no tensor shape, held by the engine as one value per member.
+PER_MEMBER: tuple[type[Section], ...] = (OptimConfig, TimeConfig, LossConfig)
+# Job-level sections the module reads.
+JOB: tuple[type[Section], ...] = (GradVarConfig, DiagnosticsConfig)
+
+
+# Every section a composed config is checked against (`check_sections`).
+SECTIONS: tuple[type[Section], ...] = PER_MEMBER + JOB + (
+    LoopConfig, VectorLoopConfig, DistributedConfig, EvalConfig, FIDEvalConfig, GuidanceConfig, FIDConfig,
+    SweepConfig, LoggerConfig, GridConfig)
 
 
 def section_values(*sections: Section) -> dict[str, Any]:

@@ -10,6 +10,7 @@ the pixel-space CPU demo set.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +19,8 @@ import torch
 
 from mfsweep.data.latents import LatentDataset, load_vae
 
-IMAGE_DATASETS = ("imagenet_latents", "digits")
+from mfsweep.data import IMAGE_DATASETS
+from mfsweep.method.errors import ConfigValueError
 
 
 class ImageData(Protocol):
@@ -65,6 +67,32 @@ class LatentImages:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_vae": None}
+
+
+def check_image_data(name: str, num_classes: int, **keys: Any) -> int:
+    """The side of one training sample of image set `name`, after checking its keys without loading it
+    (ConfigValueError naming the key): `image_size` for digits, the latent folder's meta.json otherwise."""
+    if name == "digits":
+        size = keys.get("image_size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+            raise ConfigValueError("dataset.image_size", f"must be >= 8, got {size!r}")
+        return size
+    if name != "imagenet_latents":
+        raise ConfigValueError("dataset.name", f"must be one of {list(IMAGE_DATASETS)}, got {name!r}")
+    path = keys.get("path")
+    if path is None:
+        raise ConfigValueError("dataset.path", "is not set: give the mfsweep-encode output folder "
+                                               "(or set MFSWEEP_IMAGENET_LATENTS)")
+    meta_path = Path(str(path)).expanduser() / "meta.json"
+    if not meta_path.is_file():
+        raise ConfigValueError("dataset.path", f"no mfsweep-encode output (meta.json) in {Path(str(path)).expanduser()}")
+    meta = json.loads(meta_path.read_text())
+    if not meta.get("complete"):
+        raise ConfigValueError("dataset.path", f"the encoding in {meta_path.parent} is incomplete: re-run mfsweep-encode")
+    if len(meta["classes"]) != num_classes:
+        raise ConfigValueError("dataset.num_classes", f"{num_classes}, but {meta_path.parent} holds "
+                                                      f"{len(meta['classes'])} classes")
+    return int(meta["latent_shape"][-1])
 
 
 def make_image_data(name: str, **keys: Any) -> ImageData:

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.config.members import GRID_KEYS, is_packed, member_values, packs
+from mfsweep.config.sections import RERUN_CHOICES
 from mfsweep.sweep.record import read_record, round_alpha
 
 # Overrides that do not change what a cell computes, so they must not change its folder.
@@ -27,7 +28,6 @@ NEUTRAL_PREFIXES = ("hydra", "launcher", "logger", "sweep.", "trainer.progress",
                     "trainer.devices", "trainer.compile")
 # File systems cap a folder name at 255 bytes; a longer name keeps a readable prefix and a hash of the whole.
 MAX_CONTEXT = 240
-RERUN_CHOICES = {"none": (), "failed": ("failed", "diverged"), "all": ("completed", "failed", "diverged")}
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mfsweep.config.arguments import latent_arguments
+from mfsweep.config.arguments import check_latent, latent_arguments
 from mfsweep.config.sections import FIDConfig, GuidanceConfig
 from mfsweep.data.images import ImageData
 from mfsweep.method.guidance import drop_labels, guidance_active, guided_velocity
@@ -70,6 +70,7 @@ class LatentDiTTask(MeanFlowModule):
     task_name = "latent_dit"
     sample_ndim = 3
     arguments = staticmethod(latent_arguments)  # its constructor's arguments from a composed config
+    checks = staticmethod(check_latent)  # what it needs from the config beyond sections, dataset and model
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from mfsweep.method.sampler import sample
 from mfsweep.method.schedule import AlphaSchedule
 from mfsweep.metrics.sliced import PROJECTIONS_RECIPE, sliced_wasserstein
 from mfsweep.models.mlp import EnsembleMLP
-from mfsweep.config.arguments import vector_arguments
+from mfsweep.config.arguments import check_vector, vector_arguments
 from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule
 from mfsweep.tasks.streams import Sampler, VectorStreams, generator
 
@@ -32,6 +32,7 @@ class VectorTask(MeanFlowModule):
     task_name = "toy"
     sample_ndim = 1
     arguments = staticmethod(vector_arguments)  # its constructor's arguments from a composed config
+    checks = staticmethod(check_vector)  # what it needs from the config beyond sections, dataset and model
 
     def __init__(
         self,

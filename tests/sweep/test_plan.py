@@ -16,6 +16,7 @@ from wandb_files import run_contents
 from mfsweep.cli.status import main as status_main
 from mfsweep.sweep.runner import checkpoint_path
 from mfsweep.report.aggregate import collect, group_settings, summarise
+from mfsweep.config.members import packed_keys
 from mfsweep.sweep.cells import context_name, job_cells, setting_keys
 from mfsweep.sweep.plan import assign_tasks, merge_plan, read_plan
 
@@ -35,7 +36,7 @@ def corrupt_checkpoint(root: Path, *overrides: str) -> None:
         merged[a.split("=", 1)[0]] = a
     args = [a for a in merged.values() if not a.startswith("logger")]
     cfg = compose_cfg(*args)
-    packed = list(cfg.sweep.packed_keys)
+    packed = packed_keys(cfg.sweep)
     context = context_name(args, packed)
     path = checkpoint_path(root, context, job_cells(root, context, cfg, setting_keys(args, packed)))
     path.parent.mkdir(parents=True)
