@@ -22,6 +22,7 @@ bound a single mean, not the paired family over alphas).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
@@ -32,6 +33,7 @@ ANSWERS = ("better", "no_better", "equivalent", "unresolved")
 MAX_SEEDS_NEEDED = 100_000
 
 
+@lru_cache(maxsize=256)
 def spent(look: int, max_looks: int, level: float = 0.95) -> float:
     """The error probability spent at `look` of `max_looks` equally spaced looks: the increment of the
     Lan-DeMets O'Brien-Fleming spending function `f(u) = 2 - 2 Phi(z_{1 - a/2} / sqrt(u))` (a = 1 - level)
@@ -47,6 +49,7 @@ def spent(look: int, max_looks: int, level: float = 0.95) -> float:
     return f(look / max_looks) - f((look - 1) / max_looks)
 
 
+@lru_cache(maxsize=4096)  # a pure function of a few small integers, asked for on every look of every race
 def critical(n: int, alphas: int, look: int = 1, max_looks: int = 1, level: float = 0.95) -> float:
     """The simultaneous interval's half-width in standard errors for `n` paired seeds: the two-sided t quantile
     with n - 1 degrees of freedom at the error `spent` at `look`, shared out equally over `alphas` comparisons
@@ -202,7 +205,7 @@ def decide(values: Mapping[float, Mapping[int, float]], *, margin: float, look: 
         sd = float(d.std(ddof=1))
         se = sd / np.sqrt(n)
         c = critical(n, k, j, max_looks, level)
-        u = float(stats.t.isf((1 - level) / 2, n - 1))
+        u = critical(n, 1, 1, 1, level)
         comps.append(Comparison(a, n, mean, sd, (mean - c * se, mean + c * se), (mean - u * se, mean + u * se), j))
     judged = [c for c in comps if c.n >= 1]
     best = min(judged, key=lambda c: (c.mean, c.alpha)) if judged else None
@@ -251,17 +254,24 @@ def _worse(values, comps, best_alpha, k, n_zero, look, max_looks, level):
 
 def _seeds_needed(comps: list[Comparison], margin: float, k: int, level: float) -> int | None:
     """The fewest seeds per alpha at which a fixed grid (one look) would give some answer other than
-    unresolved if the observed mean differences and spreads were the truth."""
+    unresolved if the observed mean differences and spreads were the truth. Each answer's condition only gets
+    easier as the intervals narrow with n, so a bisection over n finds the first n that resolves."""
     if any(c.sd is None for c in comps):
         return None
-    n = np.arange(2, MAX_SEEDS_NEEDED + 1)
-    crit = stats.t.isf((1 - level) / (2 * k), n - 1)
-    means = np.array([c.mean for c in comps])[:, None]
-    half = crit[None, :] * np.array([c.sd for c in comps])[:, None] / np.sqrt(n)[None, :]
-    low, high = means - half, means + half
-    b = int(np.argmin(means[:, 0]))
-    ok = (high[b] < 0) if means[b, 0] < 0 else np.zeros(len(n), bool)
-    ok |= ((low > -margin) & (high < margin)).all(axis=0)
-    ok |= (low > -margin).all(axis=0) & (low > 0).any(axis=0)
-    hits = np.flatnonzero(ok)
-    return int(n[hits[0]]) if hits.size else None
+    means = np.array([c.mean for c in comps])
+    sds = np.array([c.sd for c in comps])
+    b = int(np.argmin(means))
+
+    def resolves(n: int) -> bool:
+        half = critical(n, k, 1, 1, level) * sds / np.sqrt(n)
+        low, high = means - half, means + half
+        return bool((means[b] < 0 and high[b] < 0) or ((low > -margin) & (high < margin)).all()
+                    or ((low > -margin).all() and (low > 0).any()))
+
+    lo, hi = 2, MAX_SEEDS_NEEDED
+    if not resolves(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if resolves(mid) else (mid + 1, hi)
+    return lo
