@@ -29,8 +29,26 @@ import numpy as np
 from scipy import stats
 
 ANSWERS = ("better", "no_better", "equivalent", "unresolved")
+# verdict.margin's default, as a share of alpha = 0's mean metric (docs/method.md 7: fixed before any race ran)
+DEFAULT_MARGIN = 0.02
 # The most seeds per alpha that `seeds_needed` searches; beyond it the difference is, in practice, unresolvable.
 MAX_SEEDS_NEEDED = 100_000
+
+
+def check_margin(share: float) -> float:
+    """`verdict.margin`, a share of alpha = 0's mean metric: a number in (0, 1], else one line naming the key."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ValueError(f"verdict.margin must be a share of alpha = 0's mean metric in (0, 1], e.g. "
+                         f"{DEFAULT_MARGIN}, got {share!r}")
+    return float(share)
+
+
+def margin_for(share: float, values: Mapping[float, Mapping[int, float]]) -> float:
+    """The equivalence margin in the metric's units: `share` (verdict.margin) of alpha = 0's mean metric."""
+    zero = list(values.get(0.0, {}).values())
+    if not zero:
+        raise ValueError("decide: values has no alpha = 0.0 to compare with")
+    return check_margin(share) * abs(float(np.mean(zero)))
 
 
 @lru_cache(maxsize=256)
@@ -110,7 +128,7 @@ class Answer:
             "worse": list(self.worse), "seeds": [{"alpha": a, "seeds": n} for a, n in sorted(self.seeds.items())],
             "rounds": self.rounds, "look": self.look, "max_looks": self.max_looks, "level": self.level,
             "margin": self.margin, "at_zero": self.at_zero, "seeds_needed": self.seeds_needed,
-            "intervals": [{"alpha": c.alpha, "seeds": c.n, "mean_difference": c.mean, "sd": c.sd,
+            "intervals": [{"alpha": c.alpha, "seeds": c.n, "mean_difference": c.mean if c.n else None, "sd": c.sd,
                            "simultaneous": list(c.simultaneous) if c.simultaneous else None,
                            "unadjusted": list(c.unadjusted) if c.unadjusted else None}
                           for c in self.comparisons],
@@ -144,7 +162,9 @@ class Answer:
             return (head + f"no_better: no alpha lowers {m} by more than the margin {margin}, and alpha = "
                     f"{worst.alpha:g} is worse by {_num(worst.mean)} (simultaneous {pct} interval "
                     f"{_iv(worst.simultaneous)}); {seeds}.")
-        need = (f"a fixed grid would need about {self.seeds_needed} seeds per alpha at these spreads"
+        few = [c.alpha for c in self.comparisons if c.simultaneous is None]
+        need = (f"too few paired seeds to judge alpha = {', '.join(f'{a:g}' for a in few)}" if few else
+                f"a fixed grid would need about {self.seeds_needed} seeds per alpha at these spreads"
                 if self.seeds_needed else "no affordable seed count would resolve it at these spreads")
         best = "alpha = 0" if self.best_alpha is None else f"alpha = {self.best_alpha:g}"
         if self.best_alpha is not None and (c := self.comparison(self.best_alpha)).simultaneous:
