@@ -17,8 +17,9 @@ from pathlib import Path
 from mfsweep.report.aggregate import (add_floor_excess, best_alpha, collect, group_settings, read_history,
                                      summarise)
 from mfsweep.report.compare import compare_methods, is_grid
-from mfsweep.report.verdict import (checkpoint_key, configured_margin, fmt_pm, matched_steps, paired_by_seed,
-                                   seed_values, setting_answer, setting_histories, stability)
+from mfsweep.report.formatting import fmt_pm
+from mfsweep.report.verdict import (checkpoint_key, configured_margin, matched_steps, paired_by_seed, seed_values,
+                                   setting_answer, setting_histories, stability)
 
 METRICS = ("sw1", "sw2", "grad_var", "sw1_excess")
 
