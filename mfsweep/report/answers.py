@@ -149,8 +149,8 @@ class Answer:
         if self.answer == "better":
             c = self.comparison(self.best_alpha)
             pct_zero = abs(100 * c.mean / self.at_zero) if self.at_zero else None
-            share = "" if pct_zero is None else \
-                f" ({pct_zero:.2g}% of {m} at alpha = 0)" if pct_zero < 100 else f" ({pct_zero:.0f}% of {m} at alpha = 0)"
+            share = "" if pct_zero is None else f" ({pct_zero:.2g}% of {m} at alpha = 0)" if pct_zero < 100 \
+                else f" ({pct_zero:.0f}% of {m} at alpha = 0)"
             small = (f"; a gain smaller than the margin {margin}" if c.simultaneous[0] > -self.margin else "")
             return (head + f"better: alpha = {self.best_alpha:g} lowers {m} by {_num(-c.mean)}{share}, simultaneous "
                     f"{pct} interval {_iv(c.simultaneous)} over {len(self.comparisons)} alphas (unadjusted paired t "
