@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from test_plan import ARGS, CLI
+from commands import ARGS, CLI
 
 from mfsweep.report.page import build_report, provenance_warnings, report_text, write_report
 from mfsweep.report.aggregate import collect, group_settings, alpha_rows

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY, compose_cfg
+from commands import ARGS, CLI
+from conftest import compose_cfg
 from wandb_files import run_contents
 
 from mfsweep.cli.status import main as status_main
@@ -19,9 +19,6 @@ from mfsweep.report.aggregate import collect, group_settings, alpha_rows
 from mfsweep.sweep.cells import context_name, member_cells, setting_keys
 from mfsweep.sweep.plan import assign_tasks, merge_plan, read_plan
 
-CLI = str(Path(sys.executable).parent / "mfsweep-train")
-ARGS = [a for a in TINY if not a.startswith("logger")] + ["tangent=ema", "trainer.max_steps=20",
-                                                         "diagnostics.every=0", "grad_var.every=0"]
 BETAS = "trainer.betas=[0.9,0.999],[0.5,0.999]"
 FAILING = "[0.5,0.999]"  # the setting whose job finds a corrupt checkpoint
 ERROR = "ValueError: checkpoint"  # how the job's error begins (the rest names the file)

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_plan import ARGS, CLI
-from test_slurm_sweep import PRESET
+from commands import ARGS, CLI, PRESET
 
 from mfsweep.cli.status import main as status_main
 from mfsweep.report.aggregate import collect, group_settings, alpha_rows
