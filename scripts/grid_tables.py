@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from mfsweep.report.aggregate import (add_floor_excess, best_alpha, collect, group_settings, read_history,
-                                     summarise)
+                                     alpha_rows)
 from mfsweep.report.compare import compare_methods, is_grid
 from mfsweep.report.formatting import fmt_pm
 from mfsweep.report.verdict import (checkpoint_key, configured_margin, matched_steps, paired_by_seed, seed_values,
@@ -133,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     cells = [c for f in args.folders for c in collect(f)]
     add_floor_excess(cells)
-    settings = group_settings(summarise(cells, METRICS))
+    settings = group_settings(alpha_rows(cells, METRICS))
     grids = [s for s in settings if is_grid(s) and best_alpha(s, "sw1") is not None]  # a grid still running: later
     print("## Headline (paired over seeds; * : 95% t-interval excludes zero)\n")
     print("\n".join(headline(grids)))
