@@ -30,8 +30,8 @@ def validate(cfg: DictConfig) -> None:
     check_model(cfg.model)
     task_class(cfg.dataset.task).checks(cfg)
     from mfsweep.config.build import check_components
-    from mfsweep.sweep.cells import job_cells
+    from mfsweep.sweep.cells import member_cells
 
-    members = [c.values() for c in job_cells(Path(), "", cfg)]
+    members = [c.values() for c in member_cells(Path(), "", cfg)]
     check_components(cfg, members, has_exact_posterior(cfg.dataset))
 

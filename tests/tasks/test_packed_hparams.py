@@ -14,11 +14,11 @@ from conftest import TINY, compose_cfg
 
 from mfsweep.cli.train import train
 from mfsweep.cli.validate import validate
-from mfsweep.report.aggregate import collect, summarise, varying_keys
 from mfsweep.config.build import member_keys
 from mfsweep.config.members import MEMBER_KEYS, packed_keys, packs
 from mfsweep.method.errors import ConfigValueError
-from mfsweep.sweep.cells import job_cells
+from mfsweep.report.aggregate import alpha_rows, collect, varying_keys
+from mfsweep.sweep.cells import member_cells
 from mfsweep.tasks.optim import MemberAdamW, lr_factor
 
 FAST = [a for a in TINY if not a.startswith(("trainer.max_steps", "grad_var.every"))] + [
@@ -112,7 +112,7 @@ def test_the_issue_example_trains_16_cells_in_one_process_and_reports_one_row_pe
         (lr, ratio, a, s) for lr in (1e-3, 3e-3) for ratio in (0.25, 0.75) for a in (0.0, 1.0) for s in (0, 1)}
     dirs = {p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("result.json")}
     assert "time.ratio=0.25,trainer.lr=0.003/alpha=1,seed=0" in {d.split("/", 1)[1] for d in dirs}
-    rows = summarise(collect(tmp_path))
+    rows = alpha_rows(collect(tmp_path))
     assert len(rows) == 8 and all(len(r.seeds) == 2 and r.complete for r in rows)
     assert {"trainer.lr", "time.ratio"} <= set(varying_keys(rows))
 
@@ -120,8 +120,8 @@ def test_the_issue_example_trains_16_cells_in_one_process_and_reports_one_row_pe
 def test_cell_folders_are_the_same_in_both_modes():
     packed = compose_cfg("trainer.lr=[1e-3,3e-3]", "alpha.value=[0.0,1.0]", "seed=[0]")
     single = compose_cfg("trainer.lr=3e-3", "alpha.value=1.0", "seed=0")
-    dirs = {c.dir for c in job_cells("root", "dataset=x", packed, ["trainer.lr"])}
-    (cell,) = job_cells("root", "dataset=x", single, ["trainer.lr"])
+    dirs = {c.dir for c in member_cells("root", "dataset=x", packed, ["trainer.lr"])}
+    (cell,) = member_cells("root", "dataset=x", single, ["trainer.lr"])
     assert cell.dir in dirs and len(dirs) == 4
     assert cell.dir.as_posix() == "root/dataset=x/trainer.lr=0.003/alpha=1,seed=0"
 
