@@ -30,7 +30,7 @@ from mfsweep.method.loss import flow_matching_anchor, meanflow_loss
 from mfsweep.method.proxy import Proxy
 from mfsweep.method.schedule import AlphaSchedule
 from mfsweep.method.tangent import boundary_r, mix_tangent
-from mfsweep.tasks.diagnostics import Posterior
+from mfsweep.tasks.diagnostics import Posterior, summarise
 from mfsweep.tasks.history import MemberHistory
 from mfsweep.tasks.measurement import Measurement
 from mfsweep.tasks.members import MemberValues
