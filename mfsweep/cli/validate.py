@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfsweep.cli.errors import ConfigError
 from mfsweep.sweep.cells import (COMPONENT_GROUPS, GRID_KEYS, MEMBER_KEYS, RERUN_CHOICES, SHAPE_PREFIXES, is_packed,
                                  job_cells, member_keys, packs)
+from mfsweep.sweep.race import UNTIL, RaceSpec
+from mfsweep.sweep.record import round_alpha
 
 # Datasets whose posterior is known exactly (docs/method.md 3), so that tangent=oracle exists: Gaussian
 # mixtures, and any vector set made finite with `dataset.finite_size` (its empirical posterior).
@@ -64,6 +66,32 @@ def check_packed_keys(keys: Any) -> None:
     for key in GRID_KEYS:
         if not packs(key, [str(k) for k in as_list(keys)]):
             raise ConfigError("sweep.packed_keys", f"must include {key} (the grid axes), got {list(as_list(keys))}")
+
+
+def check_race(alphas: Sequence[Any], seeds: Sequence[Any], round_seeds: Any, max_seeds: Any,
+               margin: Any) -> RaceSpec:
+    """The race the command line asks for, or ConfigError naming the key (before anything is written)."""
+    if not isinstance(round_seeds, int) or isinstance(round_seeds, bool) or round_seeds < 1:
+        raise ConfigError("sweep.round_seeds", f"must be an integer >= 1, got {round_seeds!r}")
+    if not isinstance(max_seeds, int) or isinstance(max_seeds, bool) or max_seeds < round_seeds:
+        raise ConfigError("sweep.max_seeds", f"must be an integer >= sweep.round_seeds ({round_seeds}), "
+                                             f"got {max_seeds!r}")
+    try:
+        grid = sorted({round_alpha(float(a)) for a in alphas})
+    except (TypeError, ValueError):
+        grid = []
+    if len(grid) < 2 or 0.0 not in grid:
+        raise ConfigError("alpha.value", "sweep.until=resolved races alphas against alpha = 0: give a constant-alpha "
+                                         f"grid containing 0 and another alpha (alpha.value=0.0,0.5,1.0), got {list(alphas)}")
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise ConfigError("seed", f"sweep.until=resolved needs distinct integer seeds >= 0 for round 1, got {list(seeds)}")
+    if len(seeds) > max_seeds:
+        raise ConfigError("sweep.max_seeds", f"round 1 already has {len(seeds)} seeds (seed=...), more than "
+                                             f"sweep.max_seeds={max_seeds}")
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not margin > 0:
+        raise ConfigError("verdict.margin", f"must be a number > 0, got {margin!r}")
+    return RaceSpec(tuple(grid), tuple(int(s) for s in seeds), round_seeds, max_seeds, float(margin))
 
 
 def _single(cfg: DictConfig, key: str) -> None:
@@ -121,6 +149,7 @@ def _validate_common(cfg: DictConfig) -> None:
     _betas(cfg)
     _choice(cfg, "sweep.rerun", tuple(RERUN_CHOICES))
     _choice(cfg, "sweep.mode", ("per_run", "packed"))
+    _choice(cfg, "sweep.until", UNTIL)
     check_packed_keys(_get(cfg, "sweep.packed_keys"))
     _choice(cfg, "logger.name", ("wandb", "csv", "none"))
     _number(cfg, "seed", low=0, integer=True)

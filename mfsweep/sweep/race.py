@@ -1,0 +1,189 @@
+"""Sweeps that run until their answer is resolved (`sweep.until=resolved`): rounds of new seeds, racing alphas.
+
+Round 1 trains the command line's grid (its `seed=` list). After each round every setting still racing gets its
+answer from the records (`mfsweep.report.answers.decide`, on the report's aggregation: SW1, or FID for the
+latent task); a setting stops when resolved, when its alpha = 0 has `sweep.max_seeds` seeds, or when alpha = 0
+is the only alpha left; an alpha the answer finds distinguishably worse than the current best gets no more
+seeds (alpha = 0 always stays). Round k's seeds are the next `sweep.round_seeds` integers after every seed used
+so far (fewer in a last round that reaches `sweep.max_seeds`).
+
+The keys are checked by cli/validate.py `check_race`; a round is decided from the records by
+mfsweep/report/rounds.py; the sweeper (hydra_plugins/mfsweep_sweeper) runs the rounds. Each round's decisions
+are kept in plan.json under `race` (written atomically with the plan), and a relaunch replays them instead of
+deciding again, so a round is decided once, whatever happens to the records later:
+
+    race = {"spec": {...}, "rounds": [{"round": 1, "seeds": [0, 1, 2], "started": ..., "decided": ...,
+            "settings": {"dataset=swiss_roll": {"alphas": [0.0, 0.5, 1.0], "answer": {...},
+                                                "dropped": [1.0], "stop": null}}}]}
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from mfsweep.sweep.cells import GRID_KEYS, override_key
+
+UNTIL = ("grid", "resolved")
+STOPS = {"resolved": "resolved", "max_seeds": "unresolved at sweep.max_seeds", "alone": "alpha = 0 alone left"}
+
+
+@dataclass(frozen=True)
+class RaceSpec:
+    """What a race is: its alpha grid, round 1's seeds, the round size and cap, and the equivalence margin."""
+
+    alphas: tuple[float, ...]
+    first_seeds: tuple[int, ...]
+    round_seeds: int
+    max_seeds: int
+    margin: float
+
+    @property
+    def max_looks(self) -> int:
+        """The planned looks: round 1, then rounds of `round_seeds` until `max_seeds` seeds."""
+        return 1 + math.ceil(max(0, self.max_seeds - len(self.first_seeds)) / self.round_seeds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"alphas": list(self.alphas), "first_seeds": list(self.first_seeds),
+                               "max_looks": self.max_looks}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The bookkeeping: pure functions of plan.json's `race`
+# ---------------------------------------------------------------------------------------------------------
+
+def used_seeds(race: dict[str, Any]) -> list[int]:
+    return sorted({s for r in race["rounds"] for s in r["seeds"]})
+
+
+def next_round(race: dict[str, Any], settings: Iterable[str]) -> tuple[list[int], dict[str, list[float]]] | None:
+    """Round k+1 after the decided rounds of `race`: its seeds and, per setting still racing, the alphas that get
+    them; None when every setting has stopped. `settings`: the race's settings (their folders), for round 1."""
+    spec, rounds = race["spec"], race["rounds"]
+    if not rounds:
+        return list(spec["first_seeds"]), {s: list(spec["alphas"]) for s in settings}
+    racing = {s: [a for a in d["alphas"] if a not in d["dropped"]]
+              for s, d in rounds[-1]["settings"].items() if d["stop"] is None}
+    used = used_seeds(race)
+    n = min(spec["round_seeds"], spec["max_seeds"] - len(used))
+    if not racing or n <= 0:
+        return None
+    return list(range(max(used) + 1, max(used) + 1 + n)), racing
+
+
+def settle(alphas: Sequence[float], answer: dict[str, Any], seeds: int, max_seeds: int) -> dict[str, Any]:
+    """One setting's round decided: the alphas it raced, its answer, the alphas dropped (worse than the best;
+    never alpha = 0) and why it stops (None: it goes on). `seeds`: its alpha = 0's seeds so far."""
+    dropped = [a for a in alphas if a in answer["worse"] and a != 0.0]
+    left = [a for a in alphas if a not in dropped]
+    stop = ("resolved" if answer["answer"] != "unresolved" else "max_seeds" if seeds >= max_seeds
+            else "alone" if left == [0.0] else None)
+    return {"alphas": list(alphas), "answer": answer, "dropped": dropped, "stop": stop}
+
+
+def seeds_per_alpha(race: dict[str, Any], setting: str) -> dict[float, int]:
+    """How many seeds each alpha of `setting` has had, over the race's rounds."""
+    out: dict[float, int] = {a: 0 for a in race["spec"]["alphas"]}
+    for r in race["rounds"]:
+        for a in r["settings"].get(setting, {}).get("alphas", []):
+            out[a] += len(r["seeds"])
+    return out
+
+
+def dropped_when(race: dict[str, Any], setting: str) -> dict[float, int]:
+    """{alpha: the round after which it got no more seeds}."""
+    return {a: r["round"] for r in race["rounds"] for a in r["settings"].get(setting, {}).get("dropped", [])}
+
+
+def race_seeds(race: dict[str, Any], setting: str, upto: int) -> dict[float, set[int]]:
+    """The seeds each alpha of `setting` raced with in rounds 1..`upto`."""
+    out: dict[float, set[int]] = {}
+    for r in race["rounds"][:upto]:
+        for a in r["settings"].get(setting, {}).get("alphas", []):
+            out.setdefault(a, set()).update(r["seeds"])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The settings of a race and their jobs
+# ---------------------------------------------------------------------------------------------------------
+
+def setting_overrides(entries: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """Per setting folder, the overrides of a job that trains just that setting (alpha and seed left out): its
+    job's overrides with each packed per-member list replaced by the setting's own value."""
+    out: dict[str, list[str]] = {}
+    for e in entries:
+        folder = str(Path(e["dir"]).parent)
+        if folder in out:
+            continue
+        own = []
+        for o in e["overrides"]:
+            key = override_key(o)
+            if key in GRID_KEYS:
+                continue
+            prefix = o[:len(o) - len(o.lstrip("+~"))]
+            own.append(f"{prefix}{key}={e['setting'][key]}" if key in e["setting"] else o)
+        out[folder] = own
+    return out
+
+
+def round_jobs(overrides: dict[str, list[str]], seeds: list[int], alphas: dict[str, list[float]]) -> list[str]:
+    """Each racing setting's overrides for a round, as one command-line sweep each (`alpha.value=0.0,0.5
+    seed=3,4,5`): the sweeper expands (or, in packed mode, packs) them as it would the user's."""
+    return [[*overrides[s], f"alpha.value={','.join(f'{a!r}' for a in alphas[s])}",
+             f"seed={','.join(str(x) for x in seeds)}"] for s in sorted(alphas)]
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What status and the report say
+# ---------------------------------------------------------------------------------------------------------
+
+def race_lines(race: dict[str, Any], cells: Iterable[Any] = ()) -> list[str]:
+    """The race in words: rounds, per setting its answer, seeds per alpha, dropped alphas (and when), and the
+    cells trained against the fixed 3- and 6-seed grids. `cells`: the plan's cells with their records
+    (states.planned_cells), for the cell-steps."""
+    spec, rounds = race["spec"], race["rounds"]
+    wall = sum(_seconds(r["started"], r["decided"]) for r in rounds if r.get("started") and r.get("decided"))
+    lines = [f"race (sweep.until=resolved): {len(rounds)} round{'s' * (len(rounds) != 1)} decided of at most "
+             f"{spec['max_looks']} (round 1: seeds {_seeds(spec['first_seeds'])}, then {spec['round_seeds']} a round "
+             f"up to {spec['max_seeds']}; margin {spec['margin']:g}); {wall / 60:.1f} min from round 1 to the last decision"]
+    steps: dict[str, list[int]] = {}
+    for c in cells:
+        if getattr(c, "record", None) and c.record.get("steps") is not None:
+            steps.setdefault(str(Path(c.entry["dir"]).parent), []).append(int(c.record["steps"]))
+    settings = list(dict.fromkeys(s for r in rounds for s in r["settings"]))
+    n = len(spec["alphas"])
+    for s in settings:
+        last = next(r for r in reversed(rounds) if s in r["settings"])
+        d = last["settings"][s]
+        answer = d["answer"]
+        state = (f"{STOPS[d['stop']]} after round {last['round']}" if d["stop"] else f"racing (round {last['round']} "
+                 "decided)")
+        best = "" if answer.get("best_alpha") is None else f", best alpha {answer['best_alpha']:g}"
+        lines.append(f"  {s}: {answer['answer']}{best} ({d.get('metric') or 'metric'}); {state}")
+        per = seeds_per_alpha(race, s)
+        lines.append("    seeds per alpha: " + ", ".join(f"{a:g}: {k}" for a, k in per.items()))
+        if drops := dropped_when(race, s):
+            lines.append("    dropped: " + ", ".join(f"{a:g} (after round {k})" for a, k in sorted(drops.items())))
+        trained = sum(per.values())
+        cost = f"    cells trained: {trained} (fixed grids: {3 * n} at 3 seeds, {6 * n} at 6)"
+        if s in steps:
+            cost += (f"; cell-steps {sum(steps[s]):,} (fixed grids at {max(steps[s]):,} steps: "
+                     f"{3 * n * max(steps[s]):,} at 3 seeds, {6 * n * max(steps[s]):,} at 6)")
+        lines.append(cost)
+    return lines
+
+
+def _seeds(seeds: Sequence[int]) -> str:
+    return ",".join(str(s) for s in seeds)
+
+
+def _seconds(start: str, end: str) -> float:
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    return time.mktime(time.strptime(end, fmt)) - time.mktime(time.strptime(start, fmt))
