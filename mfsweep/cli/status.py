@@ -1,5 +1,6 @@
 """`mfsweep-status SWEEP_DIR`: where a sweep stands against its plan (plan.json): the planned cells by state,
-a table per setting, and the exact command that resumes or retrains what is left.
+a table per setting, a race's rounds and answers (sweep.until=resolved), and the exact command that resumes or
+retrains what is left.
 
     mfsweep-status multirun/2026-11-30/10-00-00
     mfsweep-status multirun/2026-11-30/10-00-00 --watch      # refresh every 10 s while cells run
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from mfsweep.cli.errors import reader_gone
 from mfsweep.sweep.plan import read_plan, setting_label, varying
+from mfsweep.sweep.race import race_lines
 from mfsweep.sweep.states import PlannedCell, planned_cells
 
 ORDER = ("completed", "failed", "diverged", "missing")
@@ -78,6 +80,8 @@ def summary(root: Path) -> str:
     if reasons:
         head += " (" + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) + ")"
     lines = [head, *setting_tables(cells)]
+    if plan.get("race"):
+        lines += race_lines(plan["race"], cells)
     bad = [c for c in cells if c.state in ("failed", "diverged")]
     for c in bad:
         error = (c.record or {}).get("error") or f"diverged at step {(c.record or {}).get('diverged_step')}"

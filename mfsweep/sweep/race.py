@@ -144,38 +144,48 @@ def now() -> str:
 # What status and the report say
 # ---------------------------------------------------------------------------------------------------------
 
-def race_lines(race: dict[str, Any], cells: Iterable[Any] = ()) -> list[str]:
-    """The race in words: rounds, per setting its answer, seeds per alpha, dropped alphas (and when), and the
-    cells trained against the fixed 3- and 6-seed grids. `cells`: the plan's cells with their records
-    (states.planned_cells), for the cell-steps."""
+def race_lines(race: dict[str, Any], cells: Sequence[Any]) -> list[str]:
+    """The race in words: its rounds, and per setting its answer, seeds per alpha, dropped alphas (and when) and
+    the cells trained against the fixed 3- and 6-seed grids. `cells`: the plan's cells with their records
+    (states.planned_cells), for the settings' labels and the cell-steps."""
+    from mfsweep.sweep.plan import setting_label, varying
+
     spec, rounds = race["spec"], race["rounds"]
     wall = sum(_seconds(r["started"], r["decided"]) for r in rounds if r.get("started") and r.get("decided"))
     lines = [f"race (sweep.until=resolved): {len(rounds)} round{'s' * (len(rounds) != 1)} decided of at most "
-             f"{spec['max_looks']} (round 1: seeds {_seeds(spec['first_seeds'])}, then {spec['round_seeds']} a round "
-             f"up to {spec['max_seeds']}; margin {spec['margin']:g}); {wall / 60:.1f} min from round 1 to the last decision"]
+             f"{spec['max_looks']} (round 1: seed {_seeds(spec['first_seeds'])}, then {spec['round_seeds']} new "
+             f"seed{'s' * (spec['round_seeds'] != 1)} a round up to {spec['max_seeds']}); "
+             f"{wall / 60:.1f} min from round 1's start to the last decision"]
     steps: dict[str, list[int]] = {}
+    keys: dict[str, dict[str, str]] = {}
     for c in cells:
-        if getattr(c, "record", None) and c.record.get("steps") is not None:
-            steps.setdefault(str(Path(c.entry["dir"]).parent), []).append(int(c.record["steps"]))
-    settings = list(dict.fromkeys(s for r in rounds for s in r["settings"]))
+        folder = str(Path(c.entry["dir"]).parent)
+        keys.setdefault(folder, c.entry["setting"])
+        if c.record is not None and c.record.get("steps") is not None:
+            steps.setdefault(folder, []).append(int(c.record["steps"]))
+    shown = varying(keys.values())
     n = len(spec["alphas"])
-    for s in settings:
-        last = next(r for r in reversed(rounds) if s in r["settings"])
+    for s in race["settings"]:
+        decided = [r for r in rounds if s in r["settings"]]
+        label = setting_label(keys[s], shown) if s in keys else s
+        if not decided:
+            lines.append(f"  {label}: round 1 not decided yet")
+            continue
+        last = decided[-1]
         d = last["settings"][s]
-        answer = d["answer"]
-        state = (f"{STOPS[d['stop']]} after round {last['round']}" if d["stop"] else f"racing (round {last['round']} "
-                 "decided)")
-        best = "" if answer.get("best_alpha") is None else f", best alpha {answer['best_alpha']:g}"
-        lines.append(f"  {s}: {answer['answer']}{best} ({d.get('metric') or 'metric'}); {state}")
+        state = (f"{STOPS[d['stop']]} after round {last['round']}" if d["stop"]
+                 else f"racing (round {last['round']} decided)")
+        best = "" if d["answer"].get("best_alpha") is None else f", best alpha {d['answer']['best_alpha']:g}"
+        lines.append(f"  {label}: {d['answer']['answer']}{best} on {(d.get('metric') or '-').upper()}; {state}")
         per = seeds_per_alpha(race, s)
         lines.append("    seeds per alpha: " + ", ".join(f"{a:g}: {k}" for a, k in per.items()))
         if drops := dropped_when(race, s):
-            lines.append("    dropped: " + ", ".join(f"{a:g} (after round {k})" for a, k in sorted(drops.items())))
-        trained = sum(per.values())
-        cost = f"    cells trained: {trained} (fixed grids: {3 * n} at 3 seeds, {6 * n} at 6)"
+            lines.append("    dropped: " + ", ".join(f"alpha {a:g} after round {k}" for a, k in sorted(drops.items())))
+        cost = f"    cells trained: {sum(per.values())} (fixed grids: {3 * n} at 3 seeds, {6 * n} at 6)"
         if s in steps:
-            cost += (f"; cell-steps {sum(steps[s]):,} (fixed grids at {max(steps[s]):,} steps: "
-                     f"{3 * n * max(steps[s]):,} at 3 seeds, {6 * n * max(steps[s]):,} at 6)")
+            most = max(steps[s])
+            cost += (f"; cell-steps {sum(steps[s]):,} (fixed grids of {most:,} steps: {3 * n * most:,} at 3 seeds, "
+                     f"{6 * n * most:,} at 6)")
         lines.append(cost)
     return lines
 
