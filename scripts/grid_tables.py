@@ -16,7 +16,8 @@ from pathlib import Path
 from mfsweep.report.aggregate import (add_floor_excess, best_alpha, collect, group_settings, read_history,
                                      summarise)
 from mfsweep.report.compare import compare_methods, is_grid
-from mfsweep.report.verdict import (checkpoint_key, fmt_pm, matched_steps, paired_by_seed, seed_values,
+from mfsweep.report.formatting import fmt_pm
+from mfsweep.report.verdict import (checkpoint_key, matched_steps, paired_by_seed, seed_values,
                                    setting_histories, stability)
 
 METRICS = ("sw1", "sw2", "grad_var", "sw1_excess")

@@ -68,9 +68,12 @@ def check_packed_keys(keys: Any) -> None:
             raise ConfigError("sweep.packed_keys", f"must include {key} (the grid axes), got {list(as_list(keys))}")
 
 
-def check_race(alphas: Sequence[Any], seeds: Sequence[Any], round_seeds: Any, max_seeds: Any,
+def check_race(schedule: str, alphas: Sequence[Any], seeds: Sequence[Any], round_seeds: Any, max_seeds: Any,
                margin: Any) -> RaceSpec:
-    """The race the command line asks for, or ConfigError naming the key (before anything is written)."""
+    """The race the command line asks for (`schedule`: the alpha group's `_target_`), or ConfigError naming the
+    key (before anything is written)."""
+    if not schedule.endswith(".ConstantAlpha"):
+        raise ConfigError("alpha", f"sweep.until=resolved races a constant-alpha grid (alpha=constant), got {schedule}")
     if not isinstance(round_seeds, int) or isinstance(round_seeds, bool) or round_seeds < 1:
         raise ConfigError("sweep.round_seeds", f"must be an integer >= 1, got {round_seeds!r}")
     if not isinstance(max_seeds, int) or isinstance(max_seeds, bool) or max_seeds < round_seeds:
@@ -89,9 +92,17 @@ def check_race(alphas: Sequence[Any], seeds: Sequence[Any], round_seeds: Any, ma
     if len(seeds) > max_seeds:
         raise ConfigError("sweep.max_seeds", f"round 1 already has {len(seeds)} seeds (seed=...), more than "
                                              f"sweep.max_seeds={max_seeds}")
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not margin > 0:
-        raise ConfigError("verdict.margin", f"must be a number > 0, got {margin!r}")
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 < margin <= 1:
+        raise ConfigError("verdict.margin", f"must be a share of alpha = 0's mean metric in (0, 1], got {margin!r}")
     return RaceSpec(tuple(grid), tuple(int(s) for s in seeds), round_seeds, max_seeds, float(margin))
+
+
+def check_same_race(root: Any, held: dict[str, Any], asked: dict[str, Any]) -> None:
+    """A relaunch into a race's folder must be the same race (its spec and settings), or its decided rounds
+    would be replayed for another question."""
+    if held != asked:
+        raise ConfigError("hydra.sweep.dir", f"{root} holds a race of another command (plan.json's `race`): relaunch "
+                                             "that command, or race into a new folder")
 
 
 def _single(cfg: DictConfig, key: str) -> None:

@@ -15,16 +15,15 @@ import yaml
 
 from mfsweep.sweep.cells import cell_name
 from mfsweep.sweep.plan import read_plan
-from mfsweep.sweep.record import (CONSTANT, DIAGNOSTIC_KEYS, HISTORY, RECORD, alpha_schedule, check_record, grid_alpha,
-                                  spec_label, tangent_spec)
+from mfsweep.sweep.record import (CONSTANT, DIAGNOSTIC_KEYS, HISTORY, RECORD, SETTING_KEYS, alpha_schedule,
+                                  check_record, grid_alpha, spec_label, tangent_spec)
 from mfsweep.sweep.states import planned_cells
 
-# Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid). A record's
-# `setting` dict (its swept per-member keys besides alpha and seed, and its job's context overrides, e.g.
-# `trainer.lr`, `time.ratio`, `model.width`) adds to them; records written before it existed have none. The
-# schedule and the proxy are there as their specs' labels: a schedule other than constant (`cosine(start=0,
-# end=1, ...)`) or another proxy is a setting of its own, a row beside the constant-alpha grid.
-SETTING_KEYS = ("task", "dataset", "dim", "alpha_schedule", "tangent", "anchor_weight", "adaptive_p")
+# A setting is the record's SETTING_KEYS (mfsweep/sweep/record.py), with the schedule and the proxy as their
+# specs' labels (a schedule other than constant, `cosine(start=0, end=1, ...)`, or another proxy is a setting of
+# its own, a row beside the constant-alpha grid), plus the record's `setting` dict (its swept per-member keys
+# besides alpha and seed, and its job's context overrides, e.g. `trainer.lr`, `time.ratio`, `model.width`);
+# records written before that dict existed have none.
 NOT_COMPLETED = ("failed", "diverged", "missing")
 
 

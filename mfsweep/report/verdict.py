@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 from mfsweep.report.aggregate import NOT_COMPLETED, Row, Setting, best_alpha, mean_sem
+from mfsweep.report.formatting import decimals, fmt_pm
 
 CONFIDENCE = 0.95
 # Checkpoint metrics in the order the report looks for them: the 2-D/DGMM curve, then the DiT's FID.
@@ -65,27 +66,6 @@ def _by_seed(setting: Setting, alpha: float, metric: str) -> dict[int, float]:
 def paired_by_seed(a: dict[int, float], b: dict[int, float]) -> Interval:
     """`a - b` on the seeds both have."""
     return paired_interval([a[s] - b[s] for s in sorted(a.keys() & b.keys())])
-
-
-def decimals(sem: float, mean: float | None = None) -> int:
-    """Decimal places that show `sem` to 2 significant figures (after rounding, so 0.000999 reads 0.0010), but
-    never more than 6 significant figures of `mean` (a SEM at rounding-error level carries no information)."""
-    places = max(0, 1 - int(np.floor(np.log10(abs(float(f"{sem:.2g}"))))))
-    if mean:
-        places = min(places, max(0, 5 - int(np.floor(np.log10(abs(mean))))))
-    return places
-
-
-def fmt_pm(mean: float | None, sem: float | None, sign: bool = False) -> str:
-    """`mean ± sem` with the SEM to 2 significant figures and the mean to the same decimal place (4 significant
-    figures without a SEM), so that every number printed carries the precision it has."""
-    if mean is None:
-        return "-"
-    plus = "+" if sign else ""
-    if sem is None or sem == 0 or not np.isfinite(sem):
-        return f"{mean:{plus}.4g}"
-    places = decimals(sem, mean)
-    return f"{mean:{plus}.{places}f} ± {sem:.{places}f}"
 
 
 def _interval_text(iv: Interval) -> str:

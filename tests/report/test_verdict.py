@@ -11,8 +11,9 @@ from conftest import compose_cfg
 from mfsweep.report.aggregate import collect, group_settings, read_history, summarise
 from mfsweep.sweep.record import make_record, write_record
 from mfsweep.report.page import build_report
+from mfsweep.report.formatting import fmt_pm
 from mfsweep.report.verdict import (
-    checkpoint_key, fmt_pm, matched_steps, paired_interval, setting_histories, stability, verdict,
+    checkpoint_key, matched_steps, paired_interval, setting_histories, stability, verdict,
 )
 
 

@@ -18,8 +18,8 @@ from mfsweep.cli.errors import ConfigError
 from mfsweep.cli.preflight import preflight
 from mfsweep.cli.train import CONF_DIR
 from mfsweep.cli.validate import check_race
-from mfsweep.report.answers import decide, margin_in_units
-from mfsweep.report.rounds import decide_round
+from mfsweep.report.answers import decide
+from mfsweep.report.rounds import decide_round, margin_in_units
 from mfsweep.sweep.plan import read_plan, write_plan
 from mfsweep.sweep.race import dropped_when, next_round, race_seeds, seeds_per_alpha, settle
 from mfsweep.sweep.record import make_record, write_record
@@ -95,7 +95,9 @@ def test_a_round_is_decided_on_the_race_s_own_cells_only(tmp_path):
     race = _decided(_race(), [0, 1, 2], {"dataset=two_moons": settle(ALPHAS, _answer(worse=[1.0]), 3, 12)})
     got = decide_round(tmp_path, race, [3, 4, 5], {"dataset=two_moons": [0.0, 0.5]})
     own = {0.0: {s: sw1[0.0][s] for s in range(6)}, 0.5: sw1[0.5], 1.0: sw1[1.0]}
-    expected = decide(own, margin=margin_in_units(0.01, own), look=2, max_looks=4).to_dict()
+    margin = 0.01 * np.mean([sw1[0.0][s] for s in range(6)])  # verdict.margin: a share of alpha = 0's mean SW1
+    assert margin_in_units(0.01, own) == pytest.approx(margin, rel=1e-12)
+    expected = decide(own, margin=margin, look=2, max_looks=4, metric="sw1", setting="dataset=two_moons").to_dict()
     (setting,) = got["settings"].values()
     assert (got["round"], got["seeds"]) == (2, [3, 4, 5])
     assert setting["answer"] == expected and setting["alphas"] == [0.0, 0.5] and setting["metric"] == "sw1"
@@ -109,6 +111,7 @@ def test_a_round_is_decided_on_the_race_s_own_cells_only(tmp_path):
     (["alpha.value=0.0,1.0", "seed=0,1,2", "sweep.max_seeds=2", "sweep.round_seeds=1"], "sweep.max_seeds"),
     (["alpha.value=0.0,1.0", "sweep.round_seeds=0"], "sweep.round_seeds"),
     (["alpha=cosine"], "alpha"),
+    (["alpha.value=0.0,1.0", "++verdict.margin=0"], "verdict.margin"),
 ])
 def test_bad_race_keys_are_one_line_naming_the_key_before_anything_is_written(tmp_path, args, key):
     with pytest.raises(ConfigError) as err:
