@@ -28,7 +28,8 @@ ALPHAS = [0.0, 0.5, 1.0]
 
 
 def _race(first=(0, 1, 2), round_seeds=3, max_seeds=12) -> dict:
-    spec = check_race(ALPHAS, list(first), round_seeds, max_seeds, 0.01).to_dict()
+    spec = check_race("mfsweep.method.schedule.ConstantAlpha", ALPHAS, list(first), round_seeds, max_seeds,
+                      0.02).to_dict()
     return {"spec": spec, "settings": {"a": [], "b": []}, "rounds": []}
 
 
@@ -95,8 +96,8 @@ def test_a_round_is_decided_on_the_race_s_own_cells_only(tmp_path):
     race = _decided(_race(), [0, 1, 2], {"dataset=two_moons": settle(ALPHAS, _answer(worse=[1.0]), 3, 12)})
     got = decide_round(tmp_path, race, [3, 4, 5], {"dataset=two_moons": [0.0, 0.5]})
     own = {0.0: {s: sw1[0.0][s] for s in range(6)}, 0.5: sw1[0.5], 1.0: sw1[1.0]}
-    margin = 0.01 * np.mean([sw1[0.0][s] for s in range(6)])  # verdict.margin: a share of alpha = 0's mean SW1
-    assert margin_in_units(0.01, own) == pytest.approx(margin, rel=1e-12)
+    margin = 0.02 * np.mean([sw1[0.0][s] for s in range(6)])  # verdict.margin: a share of alpha = 0's mean SW1
+    assert margin_in_units(0.02, own) == pytest.approx(margin, rel=1e-12)
     expected = decide(own, margin=margin, look=2, max_looks=4, metric="sw1", setting="dataset=two_moons").to_dict()
     (setting,) = got["settings"].values()
     assert (got["round"], got["seeds"]) == (2, [3, 4, 5])
