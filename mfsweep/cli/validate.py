@@ -171,6 +171,7 @@ def _validate_common(cfg: DictConfig) -> None:
         _number(cfg, key, low=0, integer=True)
     _number(cfg, "grad_var.replicas", low=2, integer=True)
     _number(cfg, "grad_var.batch_size", low=0, low_open=True, integer=True)
+    _number(cfg, "verdict.margin", low=0.0, low_open=True, high=1.0)
     for key in ("time.ratio", "trainer.ema_decay", "loss.offset"):
         _number(cfg, key, low=0.0, high=1.0)
     _number(cfg, "time.sigma", low=0.0, low_open=True)

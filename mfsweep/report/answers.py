@@ -22,16 +22,36 @@ bound a single mean, not the paired family over alphas).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
 from scipy import stats
 
 ANSWERS = ("better", "no_better", "equivalent", "unresolved")
+# verdict.margin's default, as a share of alpha = 0's mean metric (docs/method.md 7: fixed before any race ran)
+DEFAULT_MARGIN = 0.02
 # The most seeds per alpha that `seeds_needed` searches; beyond it the difference is, in practice, unresolvable.
 MAX_SEEDS_NEEDED = 100_000
 
 
+def check_margin(share: float) -> float:
+    """`verdict.margin`, a share of alpha = 0's mean metric: a number in (0, 1], else one line naming the key."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ValueError(f"verdict.margin must be a share of alpha = 0's mean metric in (0, 1], e.g. "
+                         f"{DEFAULT_MARGIN}, got {share!r}")
+    return float(share)
+
+
+def margin_for(share: float, values: Mapping[float, Mapping[int, float]]) -> float:
+    """The equivalence margin in the metric's units: `share` (verdict.margin) of alpha = 0's mean metric."""
+    zero = list(values.get(0.0, {}).values())
+    if not zero:
+        raise ValueError("decide: values has no alpha = 0.0 to compare with")
+    return check_margin(share) * abs(float(np.mean(zero)))
+
+
+@lru_cache(maxsize=256)
 def spent(look: int, max_looks: int, level: float = 0.95) -> float:
     """The error probability spent at `look` of `max_looks` equally spaced looks: the increment of the
     Lan-DeMets O'Brien-Fleming spending function `f(u) = 2 - 2 Phi(z_{1 - a/2} / sqrt(u))` (a = 1 - level)
@@ -47,6 +67,7 @@ def spent(look: int, max_looks: int, level: float = 0.95) -> float:
     return f(look / max_looks) - f((look - 1) / max_looks)
 
 
+@lru_cache(maxsize=4096)  # a pure function of a few small integers, asked for on every look of every race
 def critical(n: int, alphas: int, look: int = 1, max_looks: int = 1, level: float = 0.95) -> float:
     """The simultaneous interval's half-width in standard errors for `n` paired seeds: the two-sided t quantile
     with n - 1 degrees of freedom at the error `spent` at `look`, shared out equally over `alphas` comparisons
@@ -107,7 +128,7 @@ class Answer:
             "worse": list(self.worse), "seeds": [{"alpha": a, "seeds": n} for a, n in sorted(self.seeds.items())],
             "rounds": self.rounds, "look": self.look, "max_looks": self.max_looks, "level": self.level,
             "margin": self.margin, "at_zero": self.at_zero, "seeds_needed": self.seeds_needed,
-            "intervals": [{"alpha": c.alpha, "seeds": c.n, "mean_difference": c.mean, "sd": c.sd,
+            "intervals": [{"alpha": c.alpha, "seeds": c.n, "mean_difference": c.mean if c.n else None, "sd": c.sd,
                            "simultaneous": list(c.simultaneous) if c.simultaneous else None,
                            "unadjusted": list(c.unadjusted) if c.unadjusted else None}
                           for c in self.comparisons],
@@ -141,7 +162,9 @@ class Answer:
             return (head + f"no_better: no alpha lowers {m} by more than the margin {margin}, and alpha = "
                     f"{worst.alpha:g} is worse by {_num(worst.mean)} (simultaneous {pct} interval "
                     f"{_iv(worst.simultaneous)}); {seeds}.")
-        need = (f"a fixed grid would need about {self.seeds_needed} seeds per alpha at these spreads"
+        few = [c.alpha for c in self.comparisons if c.simultaneous is None]
+        need = (f"too few paired seeds to judge alpha = {', '.join(f'{a:g}' for a in few)}" if few else
+                f"a fixed grid would need about {self.seeds_needed} seeds per alpha at these spreads"
                 if self.seeds_needed else "no affordable seed count would resolve it at these spreads")
         best = "alpha = 0" if self.best_alpha is None else f"alpha = {self.best_alpha:g}"
         if self.best_alpha is not None and (c := self.comparison(self.best_alpha)).simultaneous:
@@ -202,7 +225,7 @@ def decide(values: Mapping[float, Mapping[int, float]], *, margin: float, look: 
         sd = float(d.std(ddof=1))
         se = sd / np.sqrt(n)
         c = critical(n, k, j, max_looks, level)
-        u = float(stats.t.isf((1 - level) / 2, n - 1))
+        u = critical(n, 1, 1, 1, level)
         comps.append(Comparison(a, n, mean, sd, (mean - c * se, mean + c * se), (mean - u * se, mean + u * se), j))
     judged = [c for c in comps if c.n >= 1]
     best = min(judged, key=lambda c: (c.mean, c.alpha)) if judged else None
@@ -251,17 +274,24 @@ def _worse(values, comps, best_alpha, k, n_zero, look, max_looks, level):
 
 def _seeds_needed(comps: list[Comparison], margin: float, k: int, level: float) -> int | None:
     """The fewest seeds per alpha at which a fixed grid (one look) would give some answer other than
-    unresolved if the observed mean differences and spreads were the truth."""
+    unresolved if the observed mean differences and spreads were the truth. Each answer's condition only gets
+    easier as the intervals narrow with n, so a bisection over n finds the first n that resolves."""
     if any(c.sd is None for c in comps):
         return None
-    n = np.arange(2, MAX_SEEDS_NEEDED + 1)
-    crit = stats.t.isf((1 - level) / (2 * k), n - 1)
-    means = np.array([c.mean for c in comps])[:, None]
-    half = crit[None, :] * np.array([c.sd for c in comps])[:, None] / np.sqrt(n)[None, :]
-    low, high = means - half, means + half
-    b = int(np.argmin(means[:, 0]))
-    ok = (high[b] < 0) if means[b, 0] < 0 else np.zeros(len(n), bool)
-    ok |= ((low > -margin) & (high < margin)).all(axis=0)
-    ok |= (low > -margin).all(axis=0) & (low > 0).any(axis=0)
-    hits = np.flatnonzero(ok)
-    return int(n[hits[0]]) if hits.size else None
+    means = np.array([c.mean for c in comps])
+    sds = np.array([c.sd for c in comps])
+    b = int(np.argmin(means))
+
+    def resolves(n: int) -> bool:
+        half = critical(n, k, 1, 1, level) * sds / np.sqrt(n)
+        low, high = means - half, means + half
+        return bool((means[b] < 0 and high[b] < 0) or ((low > -margin) & (high < margin)).all()
+                    or ((low > -margin).all() and (low > 0).any()))
+
+    lo, hi = 2, MAX_SEEDS_NEEDED
+    if not resolves(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if resolves(mid) else (mid + 1, hi)
+    return lo

@@ -143,9 +143,11 @@ def _paired_text(diff: dict[str, Any] | None) -> str:
 
 
 def verdict_table(verdicts: list[Verdict]) -> Table:
-    """The verdict sentences as plain rows (`verdict.as_dict`) for notebooks and summary files."""
+    """The answer per setting (simultaneous intervals) beside the best alpha's unadjusted verdict, as plain rows
+    (`verdict.as_dict`) for notebooks and summary files."""
     rows = [as_dict(v) for v in verdicts]
-    return Table("Verdict", ["verdict"], rows, [[r["sentence"]] for r in rows])
+    return Table("Verdict", ["answer", "best alpha against alpha = 0, unadjusted (as in the paper)"], rows,
+                 [[r["answer sentence"] or "-", r["sentence"]] for r in rows])
 
 
 def matched_table(label: str, key: str, steps: list[StepVerdict]) -> Table:

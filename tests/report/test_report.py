@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -83,10 +85,38 @@ def test_verdict_opens_every_format(built, broken):
     assert sentence.startswith("swiss_roll: alpha = 0 is the only alpha with every seed completed. ")
     assert sentence.endswith("3 cells did not complete (1 failed, 1 diverged, 1 missing); alphas missing a seed "
                              "are not candidates.")
-    assert report.sections[0].title == "Verdict" and report.sections[0].text[0].startswith(sentence)
+    # the answer first (one paired seed at alpha 0.5: too few to judge), then the unadjusted verdict, labelled
+    answer = v.answer.sentence()
+    assert answer == ("swiss_roll: unresolved: lowest mean SW1 at alpha = 0.5, not resolved against margin ±0.01; "
+                      "too few paired seeds to judge alpha = 0.5; 2 seeds at alpha = 0, 1 at the fewest.")
+    assert report.sections[0].title == "Verdict" and report.sections[0].text[0] == answer
+    assert report.sections[0].text[1].startswith("Unadjusted, as in the paper: " + sentence)
     assert report.sections[0].figures[0][0] == "sw1_paired"
     md = (broken / "report.md").read_text()
-    assert md.index(sentence.replace("_", "\\_")) < md.index("sw1_paired") < md.index("## Sweep")
+    assert md.index(answer.replace("_", "\\_")) < md.index(sentence.replace("_", "\\_")) < md.index("sw1_paired") \
+        < md.index("## Sweep")
+
+
+def test_verdict_json_holds_each_answer_and_is_written_atomically(built, broken, monkeypatch):
+    report, paths = built
+    (v,) = report.verdicts
+    written = json.loads((broken / "verdict.json").read_text())
+    assert paths["verdict"] == broken / "verdict.json" and written == {"settings": [v.answer.to_dict()]}
+    (entry,) = written["settings"]
+    assert (entry["setting"], entry["metric"], entry["answer"], entry["best_alpha"], entry["rounds"]) == (
+        "swiss_roll", "sw1", "unresolved", 0.5, 1)
+    assert entry["seeds"] == [{"alpha": 0.0, "seeds": 2}, {"alpha": 0.5, "seeds": 1}]
+    # a write that fails before its rename leaves the previous verdict.json whole and no temporary file
+    replace = os.replace
+    def fail(src, dst):
+        if Path(dst).name == "verdict.json":
+            raise OSError("disk full")
+        replace(src, dst)
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(report)
+    assert json.loads((broken / "verdict.json").read_text()) == written
+    assert not list(broken.glob(".verdict.json.*"))
 
 
 def test_grid_marks_statuses_and_best(built, broken):
@@ -229,7 +259,9 @@ def test_cli_prints_the_verdict_within_100_columns(broken, capsys, monkeypatch):
     assert main([str(broken)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"Sweep {broken.name}: 6 cells: 3 completed")
-    assert "Verdict (paired over seeds, 95% t-interval):\n- swiss_roll: alpha = 0 is the only alpha" in out
+    assert ("Verdict (paired over seeds; the answer from simultaneous 95% intervals):\n- swiss_roll: unresolved: "
+            in out) and "- Unadjusted, as in the paper: swiss_roll: alpha = 0 is the only alpha" in out
+    assert f"wrote {broken.name}/summary.csv, {broken.name}/verdict.json, " in out
     assert "Best alpha against alpha = 0" in out and "Cells that did not complete" in out
     assert f"report: {broken.name}/report.html" in out and str(broken.parent) not in out  # relative paths
     assert max(len(line) for line in out.splitlines()) <= 100
