@@ -24,8 +24,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import OmegaConf
 
-DEFAULT_MARGIN = 0.02  # verdict.margin's default, until the answers' config key lands in conf/config.yaml
-
 # mfsweep's sweep code (and through it torch) is imported inside the methods: Hydra imports every plugin module
 # at start-up, `mfsweep-train --help` included, which must not pay for torch.
 
@@ -80,7 +78,7 @@ class MfsweepSweeper(BasicSweeper):
                           swept_values(overrides, "alpha.value", OmegaConf.select(cfg, "alpha.value")),
                           swept_values(overrides, "seed", OmegaConf.select(cfg, "seed")),
                           OmegaConf.select(cfg, "sweep.round_seeds"), OmegaConf.select(cfg, "sweep.max_seeds"),
-                          OmegaConf.select(cfg, "verdict.margin", default=DEFAULT_MARGIN))
+                          OmegaConf.select(cfg, "verdict.margin"))
 
     def jobs(self, overrides: List[Override], max_batch_size: Optional[int]) -> Any:
         """Every job the command line asks for (packed mode applied), before the plan filters out finished ones;

@@ -37,7 +37,7 @@ from mfsweep.report.plots import (
 )
 from mfsweep.sweep.plan import read_plan
 from mfsweep.sweep.provenance import provenance_differences
-from mfsweep.sweep.race import race_lines
+from mfsweep.sweep.race import race_lines, race_looks
 from mfsweep.sweep.record import SAMPLES
 from mfsweep.sweep.states import planned_cells
 from mfsweep.report.table import (
@@ -200,6 +200,13 @@ def _errors(problems: Table) -> list[tuple[str, str]]:
              + (", ..." if len(where) > 5 else ""), error) for error, where in by_error.items()]
 
 
+def _folder(setting: Setting, root: Path) -> str | None:
+    """The setting's folder relative to `root` (plan.json's name for it), None when its cells are elsewhere."""
+    folders = {c.path.parent for c in setting.cells()}
+    folder = folders.pop() if len(folders) == 1 else None
+    return str(folder.relative_to(root)) if folder is not None and folder.is_relative_to(root) else None
+
+
 class _Sections:
     """One method per section of the page, in page order: each adds its tables and figures and returns the
     section, or None when the sweep has no data for it."""
@@ -214,7 +221,7 @@ class _Sections:
         self.tables: dict[str, Table] = {}
         self.figures: dict[str, Figure] = {}
         self.histories = _histories(settings)
-        self.verdicts = [verdict(s) for s in settings]
+        self.verdicts = [verdict(s, looks=race_looks(race, _folder(s, sweep_dir))) for s in settings]
         self.compared = compare_methods(settings, read_history)
         self.warnings = provenance_warnings(settings)
         self.matched: dict[str, Matched] = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mfsweep.report.aggregate import collect, group_settings, summarise
-from mfsweep.report.answers import decide
+from mfsweep.report.answers import decide, margin_for
 from mfsweep.report.verdict import quality_metric, seed_values
 from mfsweep.sweep.race import race_seeds, seeds_per_alpha, settle
 
@@ -40,7 +40,7 @@ def decide_round(root: Path, race: dict[str, Any], seeds: list[int], alphas: dic
         own = race_seeds(trial, setting, k)
         values = {a: {s: v for s, v in values.get(a, {}).items() if s in own[a]} for a in own}
         if values.get(0.0):
-            answer = decide(values, margin=margin_in_units(spec["margin"], values), look=k,
+            answer = decide(values, margin=margin_for(spec["margin"], values), look=k,
                             max_looks=spec["max_looks"], metric=metric, setting=setting).to_dict()
         else:  # no alpha = 0 cell completed: nothing to compare with, nothing to drop
             answer = {"answer": "unresolved", "best_alpha": None, "worse": []}
@@ -48,8 +48,3 @@ def decide_round(root: Path, race: dict[str, Any], seeds: list[int], alphas: dic
         settings[setting] = settle(raced, answer, n_zero, spec["max_seeds"]) | {"metric": metric}
     return {"round": k, "seeds": seeds, "settings": settings}
 
-
-def margin_in_units(share: float, values: dict[float, dict[int, float]]) -> float:
-    """`verdict.margin`, a share of alpha = 0's mean metric, in the metric's units (the answers' definition)."""
-    zero = list(values[0.0].values())
-    return share * abs(sum(zero) / len(zero))

@@ -38,7 +38,7 @@ class RaceSpec:
     first_seeds: tuple[int, ...]
     round_seeds: int
     max_seeds: int
-    margin: float
+    margin: float  # verdict.margin: a share of alpha = 0's mean metric
 
     @property
     def max_looks(self) -> int:
@@ -95,6 +95,15 @@ def seeds_per_alpha(race: dict[str, Any], setting: str) -> dict[float, int]:
 def dropped_when(race: dict[str, Any], setting: str) -> dict[float, int]:
     """{alpha: the round after which it got no more seeds}."""
     return {a: r["round"] for r in race["rounds"] for a in r["settings"].get(setting, {}).get("dropped", [])}
+
+
+def race_looks(race: dict[str, Any] | None, setting: str | None) -> tuple[int, int]:
+    """(look, max_looks) of a setting's answer: the rounds it raced and the race's planned looks; (1, 1) for a
+    fixed grid or a setting the race does not hold."""
+    if not race or setting not in race["settings"]:
+        return 1, 1
+    rounds = sum(1 for r in race["rounds"] if setting in r["settings"])
+    return max(1, rounds), race["spec"]["max_looks"]
 
 
 def race_seeds(race: dict[str, Any], setting: str, upto: int) -> dict[float, set[int]]:
