@@ -1,7 +1,7 @@
 """Error rates of the verdict, by simulation (docs/method.md 7): how often each procedure makes a false claim,
 how often it finds the true answer, and how many seeds per alpha it spends.
 
-    python benchmarks/verdict_error_rates.py [--sweeps 4000 --seed 0]
+    python benchmarks/verdict_error_rates.py [--sweeps 3000 --seed 0]
 
 Per-seed SW1 of the 11 alphas of a setting is drawn as `mu(alpha) + smooth(alpha) + rough(alpha)` per seed,
 with the noise sizes measured on eight_gaussians (issue 21's protocol, alpha 0.8 vs 0): the paired 0.8-vs-0
@@ -169,7 +169,7 @@ def report(noise: str, table: dict, sweeps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweeps", type=int, default=4000, help="simulated sweeps per procedure and curve")
+    parser.add_argument("--sweeps", type=int, default=3000, help="simulated sweeps per procedure and curve")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     start = time.perf_counter()

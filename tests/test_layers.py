@@ -58,3 +58,36 @@ def test_method_importing_the_package_or_a_framework_breaks_the_contract(tmp_pat
     assert out.returncode == 1
     assert "mfsweep.method.loss -> omegaconf" in out.stdout
     assert "mfsweep.method.loss -> mfsweep.data.toy" in out.stdout
+
+
+def _layout() -> dict[str, str]:
+    """docs/design.md's layout block, below `mfsweep/`: entry name -> its description (continuation lines joined)."""
+    block = re.search(r"```\nconf/ .*?\nmfsweep/\n(.*?)\nhydra_plugins/", (REPO / "docs/design.md").read_text(), re.S)
+    assert block, "docs/design.md has no layout block"
+    entries: dict[str, str] = {}
+    for line in block.group(1).splitlines():
+        name, _, text = line.strip().partition(" ")
+        if line.startswith("  ") and not line.startswith("   "):
+            entries[name] = text
+        else:
+            entries[list(entries)[-1]] += " " + line.strip()
+    return entries
+
+
+def test_the_layout_in_design_md_lists_every_package_and_module():
+    package = REPO / "mfsweep"
+    actual = {f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").exists()}
+    actual |= {p.name for p in package.glob("*.py") if p.name != "__init__.py"}
+    assert set(_layout()) == actual
+
+
+def test_the_modules_design_md_names_exist():
+    """Every module the layout names in parentheses (`training them (runner)`), and every path or dotted module
+    the document cites."""
+    text = (REPO / "docs/design.md").read_text()
+    named = [f"mfsweep/{folder}{module}.py" for folder, description in _layout().items() if folder.endswith("/")
+             for module in re.findall(r"\((\w+)(?:[:)])", description)]
+    named += re.findall(r"`(mfsweep/[\w/]+\.py)`", text)
+    named += [m.replace(".", "/") + ".py" for m in re.findall(r"`(mfsweep(?:\.\w+)+)`", text)]
+    assert len(named) > 15
+    assert [n for n in named if not (REPO / n).is_file() and not (REPO / n.removesuffix(".py")).is_dir()] == []

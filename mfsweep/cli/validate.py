@@ -14,7 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfsweep.cli.errors import ConfigError
 from mfsweep.sweep.cells import (COMPONENT_GROUPS, GRID_KEYS, MEMBER_KEYS, RERUN_CHOICES, SHAPE_PREFIXES, is_packed,
-                                 job_cells, member_keys, packs)
+                                 member_cells, member_keys, packs)
 from mfsweep.sweep.race import UNTIL, RaceSpec
 from mfsweep.sweep.record import round_alpha
 
@@ -191,7 +191,7 @@ def _validate_components(cfg: DictConfig) -> None:
     from mfsweep.method.component import ConfigValueError
     from mfsweep.sweep.components import member_proxy, member_schedule
 
-    members = [c.values() for c in job_cells(Path(), "", cfg)]
+    members = [c.values() for c in member_cells(Path(), "", cfg)]
     schedule, proxy = member_schedule(cfg, members), member_proxy(cfg, members)
     proxy.check_schedule(schedule)
     exact = f"a dataset with an exact posterior ({list(EXACT_POSTERIOR)}, or any set made finite with " \

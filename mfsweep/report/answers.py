@@ -148,7 +148,9 @@ class Answer:
         margin = f"±{_num(self.margin)}"
         if self.answer == "better":
             c = self.comparison(self.best_alpha)
-            share = f" ({100 * -c.mean / self.at_zero:.2g}% of alpha = 0's)" if self.at_zero else ""
+            pct_zero = abs(100 * c.mean / self.at_zero) if self.at_zero else None
+            share = "" if pct_zero is None else f" ({pct_zero:.2g}% of {m} at alpha = 0)" if pct_zero < 100 \
+                else f" ({pct_zero:.0f}% of {m} at alpha = 0)"
             small = (f"; a gain smaller than the margin {margin}" if c.simultaneous[0] > -self.margin else "")
             return (head + f"better: alpha = {self.best_alpha:g} lowers {m} by {_num(-c.mean)}{share}, simultaneous "
                     f"{pct} interval {_iv(c.simultaneous)} over {len(self.comparisons)} alphas (unadjusted paired t "
@@ -188,10 +190,11 @@ def _data_look(n: int, n_zero: int, look: int, max_looks: int) -> int:
     """The look whose spent error an alpha's interval uses: the look at which its seeds were complete. A raced
     alpha dropped after round j keeps its first j rounds' seeds, and its interval keeps look j's critical value,
     so that each alpha's interval on each round's data is one fixed event of the union bound (docs/method.md 7).
-    Inferred from its seed count against alpha = 0's (alpha = 0 always gets every round's seeds)."""
+    Inferred from its seed count against alpha = 0's (alpha = 0 always gets every round's seeds), rounded down:
+    exact for equal rounds, and otherwise an earlier look, whose O'Brien-Fleming critical value is the larger."""
     if n_zero <= 0 or n >= n_zero:
         return look
-    return int(min(look, max(1, round(look * n / n_zero))))
+    return int(min(look, max(1, (look * n) // n_zero)))
 
 
 def decide(values: Mapping[float, Mapping[int, float]], *, margin: float, look: int = 1, max_looks: int = 1,

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from mfsweep.report.aggregate import (
     NOT_COMPLETED, Row, Setting, add_floor_excess, best_alpha, collect, diagnostic_keys, group_settings,
-    loss_settings, mean_floor, mean_history, paired_difference, read_history, summarise,
+    loss_settings, mean_floor, mean_history, paired_difference, read_history, alpha_rows,
 )
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from mfsweep.report.compare import MethodResult, compare_methods
@@ -434,7 +434,7 @@ def build_report(sweep_dir: str | Path, *more: str | Path) -> Report:
     sweep_dir = folders[0]
     add_floor_excess(cells)
     plans = [read_plan(f) or {} for f in folders]
-    rows = summarise(cells, METRICS, raced=any(p.get("race") for p in plans))
+    rows = alpha_rows(cells, METRICS, raced=any(p.get("race") for p in plans))
     settings = group_settings(rows)
     counts = {st: sum(r.count(st) for r in rows) for st in ("completed",) + NOT_COMPLETED}
     parts = _Sections(sweep_dir, settings, counts, folders[1:], plans[0].get("race"))

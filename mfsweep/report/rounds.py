@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mfsweep.report.aggregate import collect, group_settings, summarise
+from mfsweep.report.aggregate import alpha_rows, collect, group_settings
 from mfsweep.report.answers import decide, margin_for
 from mfsweep.report.verdict import quality_metric, seed_values
 from mfsweep.sweep.race import race_seeds, seeds_per_alpha, settle
@@ -16,7 +16,7 @@ def setting_values(root: Path) -> dict[str, tuple[str, dict[float, dict[int, flo
     """Per setting folder (relative to `root`): its judged metric and {alpha: {seed: value}} of its completed
     cells, from the report's aggregation."""
     out = {}
-    for s in group_settings(summarise(collect(root))):
+    for s in group_settings(alpha_rows(collect(root))):
         folders = {c.path.parent for c in s.cells()}
         if len(folders) != 1:
             continue

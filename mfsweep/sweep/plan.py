@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.sweep.atomic import write_json_atomic
-from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, job_cells as member_cells, setting_keys
+from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, member_cells, setting_keys
 from mfsweep.sweep.components import member_proxy, member_schedule
 from mfsweep.sweep.record import setting_fields
 
@@ -52,7 +52,7 @@ def varying(settings: Iterable[dict[str, str]]) -> list[str]:
     return [k for k in keys if len({str(s.get(k)) for s in settings}) > 1]
 
 
-def setting_label(setting: dict[str, str], varying_keys: list[str]) -> str:
+def overrides_label(setting: dict[str, str], varying_keys: list[str]) -> str:
     """The keys that tell this setting from the sweep's others; for a sweep of one setting, its dataset."""
     shown = [f"{k}={setting[k]}" for k in varying_keys if k in setting]
     return " ".join(shown or [f"{k}={v}" for k, v in setting.items() if k == "dataset"]) or "all cells"

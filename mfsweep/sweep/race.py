@@ -157,7 +157,7 @@ def race_lines(race: dict[str, Any], cells: Sequence[Any]) -> list[str]:
     """The race in words: its rounds, and per setting its answer, seeds per alpha, dropped alphas (and when) and
     the cells trained against the fixed 3- and 6-seed grids. `cells`: the plan's cells with their records
     (states.planned_cells), for the settings' labels and the cell-steps."""
-    from mfsweep.sweep.plan import setting_label, varying
+    from mfsweep.sweep.plan import overrides_label, varying
 
     spec, rounds = race["spec"], race["rounds"]
     wall = sum(_seconds(r["started"], r["decided"]) for r in rounds if r.get("started") and r.get("decided"))
@@ -176,7 +176,7 @@ def race_lines(race: dict[str, Any], cells: Sequence[Any]) -> list[str]:
     n = len(spec["alphas"])
     for s in race["settings"]:
         decided = [r for r in rounds if s in r["settings"]]
-        label = setting_label(keys[s], shown) if s in keys else s
+        label = overrides_label(keys[s], shown) if s in keys else s
         if not decided:
             lines.append(f"  {label}: round 1 not decided yet")
             continue

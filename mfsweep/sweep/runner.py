@@ -22,7 +22,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_npz_atomic
-from mfsweep.sweep.cells import Cell, context_overrides, job_cells, needs_training, override_key, setting_keys
+from mfsweep.sweep.cells import Cell, context_overrides, member_cells, needs_training, override_key, setting_keys
 from mfsweep.sweep.lock import claim
 from mfsweep.sweep.record import HISTORY, SAMPLES, cell_metrics, cell_record, write_record
 
@@ -72,7 +72,7 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
     from the job's last checkpoint when one exists). `overrides` are the job's command-line overrides: the
     per-member keys they name are part of each cell's setting (and folder), the others of the job's context."""
     packed_keys = list(cfg.sweep.packed_keys)
-    cells = job_cells(root, context, cfg, setting_keys(overrides, packed_keys))
+    cells = member_cells(root, context, cfg, setting_keys(overrides, packed_keys))
     todo = [c for c in cells if needs_training(c, cfg.sweep.rerun)]
     for c in cells:
         if c not in todo:

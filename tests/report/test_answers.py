@@ -43,7 +43,7 @@ def test_better_when_the_best_alphas_simultaneous_interval_is_below_zero():
     assert (a.answer, a.best_alpha, a.seeds_needed) == ("better", 0.5, None)
     assert a.worse == (1.0,)  # its interval against the best (0.5) lies above zero
     s = a.sentence()
-    assert s.startswith("two_moons: better: alpha = 0.5 lowers SW1 by 0.01 (17% of alpha = 0's), simultaneous 95% "
+    assert s.startswith("two_moons: better: alpha = 0.5 lowers SW1 by 0.01 (17% of SW1 at alpha = 0), simultaneous 95% "
                         "interval [")
     assert "over 2 alphas (unadjusted paired t [" in s and s.endswith("; 6 seeds per alpha.")
 

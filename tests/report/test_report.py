@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mfsweep.cli.report import main
-from mfsweep.report.aggregate import best_alpha, collect, group_settings, summarise
+from mfsweep.report.aggregate import best_alpha, collect, group_settings, alpha_rows
 from mfsweep.sweep.record import make_record, read_record, write_record
 from mfsweep.report.page import build_report, report_text, write_report
 
@@ -200,7 +200,7 @@ def _synthetic(root: Path, sw1: dict[float, list[float]], diagnostics: bool = Fa
 
 def test_ties_go_to_the_smaller_alpha(tmp_path):
     _synthetic(tmp_path, {0.2: [0.5, 0.7], 0.7: [0.7, 0.5], 0.9: [0.1]})
-    (setting,) = group_settings(summarise(collect(tmp_path)))
+    (setting,) = group_settings(alpha_rows(collect(tmp_path)))
     assert best_alpha(setting) == 0.2  # 0.9 is lower but has one seed of two: missing
 
 
@@ -242,7 +242,7 @@ def test_folders_that_differ_in_a_key_the_record_lacks_are_two_settings(tmp_path
     """Without a plan, two folders whose records agree on every setting key are told apart by their folders."""
     _synthetic(tmp_path / "steps=10", {0.0: [0.5]})
     _synthetic(tmp_path / "steps=20", {0.0: [0.4]})
-    settings = group_settings(summarise(collect(tmp_path)))
+    settings = group_settings(alpha_rows(collect(tmp_path)))
     assert [s.label for s in settings] == ["dgmm folder=steps=10", "dgmm folder=steps=20"]
     assert [s.rows[0].stats["sw1"][0] for s in settings] == [0.5, 0.4]
 
@@ -309,7 +309,7 @@ def test_diagnostics_that_say_nothing_are_named_not_shown(tmp_path):
         bias = 0.1 * rec["seed"] + rec["alpha"]
         rec["diagnostics"] |= {"alpha_star_scalar": 1.0, "bias2": bias, "bias2_ema_gap": bias, "kappa": bias + 1}
         write_record(p.parent, rec)
-    settings = group_settings(summarise(collect(tmp_path)))
+    settings = group_settings(alpha_rows(collect(tmp_path)))
     table = diagnostics_table(settings, ["alpha_star_scalar", "bias2", "bias2_ema_gap", "kappa"])
     assert table.columns[3:] == ["bias2", "kappa"]
     assert table.note == ("alpha_star_scalar is 1 in every cell; bias2_ema_gap equals bias2 in every cell "
@@ -332,7 +332,7 @@ def test_a_schedule_and_another_proxy_are_settings_beside_the_constant_grid(tmp_
     write_record(tmp_path / "tangent=velocity_head" / "alpha=1,seed=0", make_record(
         status="completed", task="dgmm", dataset="dgmm", dim=3, alpha=1.0, seed=0, tangent=head, anchor_weight=0.0,
         adaptive_p=1.0, steps=10, wall_s=0.1, metrics={"sw1": 0.2, "sw2": 0.2}))
-    settings = {s.label: s for s in group_settings(summarise(collect(tmp_path)))}
+    settings = {s.label: s for s in group_settings(alpha_rows(collect(tmp_path)))}
     # labels name the schedule and proxy by name while the names tell the settings apart
     assert sorted(settings) == [
         "dgmm alpha_schedule=constant tangent=oracle",

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from conftest import compose_cfg
-from mfsweep.report.aggregate import collect, group_settings, read_history, summarise
+from mfsweep.report.aggregate import collect, group_settings, read_history, alpha_rows
 from mfsweep.sweep.record import make_record, write_record
 from mfsweep.report.page import build_report
 from mfsweep.report.formatting import fmt_pm
@@ -35,7 +35,7 @@ def _sweep(root: Path, sw1: dict[float, list[float | None]], history=None) -> Pa
 
 
 def _setting(root: Path):
-    (setting,) = group_settings(summarise(collect(root)))
+    (setting,) = group_settings(alpha_rows(collect(root)))
     return setting
 
 

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
+from conftest import TINY, compose_cfg
 
 from mfsweep.sweep.atomic import write_json_atomic
+from mfsweep.sweep.cells import member_cells
+from mfsweep.sweep.plan import record_keys
 from mfsweep.sweep.record import (SETTING_KEYS, alpha_schedule, cell_metrics, check_record, grid_alpha, make_record,
                                   read_record, round_alpha, setting_fields, tangent_spec, write_record)
 
@@ -91,3 +95,13 @@ def test_setting_fields_are_the_setting_keys_read_from_the_cells_config():
     assert tuple(fields) == SETTING_KEYS
     assert fields == {"task": "toy", "dataset": "swiss_roll", "dim": 2, "alpha_schedule": COSINE,
                       "tangent": {"name": "ema", "ema_decay": 0.99}, "anchor_weight": 0.5, "adaptive_p": 1.0}
+
+
+def test_a_planned_cells_entry_holds_the_same_setting_keys_as_its_record_will():
+    """plan.json's `record_keys` (read for a setting none of whose cells has a record yet) come from the same
+    `setting_fields` as the record, so the report groups a missing cell with its recorded ones."""
+    cfg = compose_cfg(*TINY)
+    cells = member_cells(Path("root"), "", cfg)
+    keys = record_keys(cfg, cells[0])
+    assert tuple(keys) == SETTING_KEYS
+    assert keys["dataset"] == cfg.dataset.name and keys["dim"] == cfg.dataset.dim
