@@ -20,12 +20,14 @@ from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mfsweep.method.errors import ConfigValueError
+
 # Flags after which Hydra prints something and trains nothing: nothing to check.
 NO_JOB_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
 
 
 def preflight(conf_dir: Path, argv: list[str]) -> None:
-    """Raise ConfigError (or Hydra's composition error) for the first bad job the command line would run."""
+    """Raise ConfigValueError (or Hydra's composition error) for the first bad job the command line would run."""
     args = get_args_parser().parse_args(argv)
     if any(getattr(args, flag) for flag in NO_JOB_FLAGS):
         return
@@ -40,6 +42,8 @@ def preflight(conf_dir: Path, argv: list[str]) -> None:
             jobs = list(job_configs(hydra, hydra.compose_config(name, args.overrides, run_mode=RunMode.MULTIRUN)))
         else:
             jobs = [hydra.compose_config(name, args.overrides, run_mode=RunMode.RUN)]
+            if OmegaConf.select(jobs[0], "sweep.until") == "resolved":
+                raise ConfigValueError("sweep.until", "resolved races rounds of seeds, which takes a multirun: add -m")
     finally:
         GlobalHydra.instance().clear()  # hydra.main initialises its own
     from mfsweep.cli.validate import validate  # torch and the tasks: only once the composition holds

@@ -1,5 +1,6 @@
 """`mfsweep-status SWEEP_DIR`: where a sweep stands against its plan (plan.json): the planned cells by state,
-a table per setting, and the exact command that resumes or retrains what is left.
+a table per setting, a race's rounds and answers (sweep.until=resolved), and the exact command that resumes or
+retrains what is left.
 
     mfsweep-status multirun/2026-11-30/10-00-00
     mfsweep-status multirun/2026-11-30/10-00-00 --watch      # refresh every 10 s while cells run

@@ -245,13 +245,24 @@ def _packed_keys(key: str, value: Any) -> None:
 @dataclass(frozen=True)
 class SweepConfig(Section):
     """`sweep.*`: the execution mode, which keys pack into one process (null: every per-member key), the W&B
-    group and what a re-launch trains again."""
+    group, what a re-launch trains again, and whether it races rounds of seeds (mfsweep/sweep/race.py)."""
 
     group: ClassVar[str] = "sweep"
     mode: str = checked(OneOf(("per_run", "packed")))
     packed_keys: tuple[str, ...] | None = checked(_packed_keys)
     name: str | None = dataclasses.field()
     rerun: str = checked(OneOf(tuple(RERUN_CHOICES)))
+    until: str = checked(OneOf(("grid", "resolved")))
+    round_seeds: int = checked(Number(low=1, integer=True))
+    max_seeds: int = checked(Number(low=1, integer=True))
+
+
+@dataclass(frozen=True)
+class VerdictConfig(Section):
+    """`verdict.*`: the equivalence margin of the answers, a share of alpha = 0's mean metric (docs/method.md 7)."""
+
+    group: ClassVar[str] = "verdict"
+    margin: float = checked(Number(low=0.0, low_open=True, high=1.0))
 
 
 @dataclass(frozen=True)
@@ -278,7 +289,7 @@ JOB: tuple[type[Section], ...] = (GradVarConfig, DiagnosticsConfig)
 # Every section a composed config is checked against (`check_sections`).
 SECTIONS: tuple[type[Section], ...] = PER_MEMBER + JOB + (
     LoopConfig, VectorLoopConfig, DistributedConfig, EvalConfig, FIDEvalConfig, GuidanceConfig, FIDConfig,
-    SweepConfig, LoggerConfig, GridConfig)
+    SweepConfig, VerdictConfig, LoggerConfig, GridConfig)
 
 
 def section_values(*sections: Section) -> dict[str, Any]:

@@ -134,11 +134,13 @@ def _setting(group: list[CellRecord]) -> dict[str, Any]:
     return keys | {k: v for c in group[:1] for k, v in c.setting.items() if k not in keys and k not in MIRRORED}
 
 
-def alpha_rows(cells: list[CellRecord], metrics: tuple[str, ...] = ("sw1", "sw2", "fid", "grad_var")) -> list[Row]:
+def alpha_rows(cells: list[CellRecord], metrics: tuple[str, ...] = ("sw1", "sw2", "fid", "grad_var"),
+               raced: bool = False) -> list[Row]:
     """Rows per (setting, alpha). A setting is the cells of one folder (cells.context_name: every override
     but alpha and seed), so sweeps over keys the record does not hold (trainer.betas) still separate. The
     expected grid of a setting is every alpha x every seed seen or planned in it; cells of that grid without
-    a record or plan entry are `missing`."""
+    a record or plan entry are `missing`. In a race (`raced`: sweep.until=resolved) an alpha's seeds are only
+    its own: a dropped alpha got fewer seeds by design, none of them missing."""
     by_folder: dict[Path, list[CellRecord]] = {}
     for c in cells:
         by_folder.setdefault(c.path.parent, []).append(c)
@@ -159,8 +161,9 @@ def alpha_rows(cells: list[CellRecord], metrics: tuple[str, ...] = ("sw1", "sw2"
         for a in alphas:
             means = [c.record["alpha"] for c in group if grid_alpha(c.record) == a and c.record["alpha"] is not None]
             shown = a if a is not None else (float(np.mean(means)) if means else math.nan)
-            row = Row(dict(settings[folder]), shown, seeds, grid_alpha=a)
-            for s in seeds:
+            own = sorted({c.record["seed"] for c in group if grid_alpha(c.record) == a}) if raced else seeds
+            row = Row(dict(settings[folder]), shown, own, grid_alpha=a)
+            for s in own:
                 cell = index.get((a, s))
                 row.status[s] = cell.record["status"] if cell else "missing"
                 if cell:

@@ -35,8 +35,11 @@ from mfsweep.report.plots import (
     AlphaPanel, AlphaStarPanel, CurvePanel, SamplePanel, curves_by_alpha, metric_vs_alpha, predicted_vs_measured,
     samples_grid,
 )
+from mfsweep.sweep.plan import read_plan
 from mfsweep.sweep.provenance import provenance_differences
+from mfsweep.sweep.race import race_lines, race_looks
 from mfsweep.sweep.record import SAMPLES
+from mfsweep.sweep.states import planned_cells
 from mfsweep.report.table import (
     TERMINAL, Table, csv_rows, diagnostics_table, grid_table, headline_table, matched_table, methods_steps_table,
     methods_table, problems_table, settings_table, steps_table, verdict_table,
@@ -197,19 +200,28 @@ def _errors(problems: Table) -> list[tuple[str, str]]:
              + (", ..." if len(where) > 5 else ""), error) for error, where in by_error.items()]
 
 
+def _folder(setting: Setting, root: Path) -> str | None:
+    """The setting's folder relative to `root` (plan.json's name for it), None when its cells are elsewhere."""
+    folders = {c.path.parent for c in setting.cells()}
+    folder = folders.pop() if len(folders) == 1 else None
+    return str(folder.relative_to(root)) if folder is not None and folder.is_relative_to(root) else None
+
+
 class _Sections:
     """One method per section of the page, in page order: each adds its tables and figures and returns the
     section, or None when the sweep has no data for it."""
 
-    ORDER = ("verdict", "sweep", "headline", "methods", "sw1", "checkpoints", "grad_var", "fid", "samples", "curves",
+    ORDER = ("verdict", "sweep", "race", "headline", "methods", "sw1", "checkpoints", "grad_var", "fid", "samples", "curves",
              "diagnostics", "problems")
 
-    def __init__(self, sweep_dir: Path, settings: list[Setting], counts: dict[str, int], more: list[Path] = ()):
+    def __init__(self, sweep_dir: Path, settings: list[Setting], counts: dict[str, int], more: list[Path] = (),
+                 race: dict | None = None):
         self.sweep_dir, self.settings, self.counts, self.more = sweep_dir, settings, counts, list(more)
+        self.race_state = race
         self.tables: dict[str, Table] = {}
         self.figures: dict[str, Figure] = {}
         self.histories = _histories(settings)
-        self.verdicts = [verdict(s) for s in settings]
+        self.verdicts = [verdict(s, looks=race_looks(race, _folder(s, sweep_dir))) for s in settings]
         self.compared = compare_methods(settings, read_history)
         self.warnings = provenance_warnings(settings)
         self.matched: dict[str, Matched] = {}
@@ -244,6 +256,15 @@ class _Sections:
                                          "completed at both: the seed-to-seed spread cancels. Below the dashed line "
                                          "an alpha beats vanilla MeanFlow."))
         return sec
+
+    def race(self) -> Section | None:
+        """A race's rounds (sweep.until=resolved): per setting its answer, seeds per alpha, dropped alphas, cost."""
+        if not self.race_state:
+            return None
+        return Section("Race", ["Rounds of new seeds until each setting's answer was resolved (sweep.until=resolved): "
+                                "the rounds, seeds per alpha, the alphas dropped as worse than the best, and the "
+                                "cells trained against fixed grids."],
+                       code=[("race", "\n".join(race_lines(self.race_state, planned_cells(self.sweep_dir))))])
 
     def sweep(self) -> Section:
         n = len(self.settings)
@@ -412,10 +433,11 @@ def build_report(sweep_dir: str | Path, *more: str | Path) -> Report:
         cells += found
     sweep_dir = folders[0]
     add_floor_excess(cells)
-    rows = alpha_rows(cells, METRICS)
+    plans = [read_plan(f) or {} for f in folders]
+    rows = alpha_rows(cells, METRICS, raced=any(p.get("race") for p in plans))
     settings = group_settings(rows)
     counts = {st: sum(r.count(st) for r in rows) for st in ("completed",) + NOT_COMPLETED}
-    parts = _Sections(sweep_dir, settings, counts, folders[1:])
+    parts = _Sections(sweep_dir, settings, counts, folders[1:], plans[0].get("race"))
     sections = parts.build()
     return Report(sweep_dir, settings, rows, counts, parts.tables, parts.figures, sections, parts.verdicts,
                   parts.matched, parts.compared)
@@ -502,6 +524,7 @@ def report_text(report: Report, width: int = TERMINAL) -> str:
              f"Verdict (paired over seeds; the answer from simultaneous {CONFIDENCE:.0%} intervals):"]
     for line in report.sections[0].text:  # the page's verdict sentences, then its warnings
         parts[-1] += "\n" + textwrap.fill(line, width, initial_indent="- ", subsequent_indent="  ")
+    parts += [code for sec in report.sections if sec.title == "Race" for _, code in sec.code]
     parts.append(report.tables["headline"].text(width))
     if "methods" in report.tables:
         parts.append(report.tables["methods"].text(width))

@@ -179,10 +179,11 @@ def setting_answer(setting: Setting, metric: str, margin: float, look: int = 1, 
                   setting=setting.label)
 
 
-def verdict(setting: Setting, metric: str | None = None, margin: float | None = None) -> Verdict:
+def verdict(setting: Setting, metric: str | None = None, margin: float | None = None,
+            looks: tuple[int, int] = (1, 1)) -> Verdict:
     """The final-step verdict from the records (`best_alpha`'s rule: lowest mean over alphas whose every seed
     completed), on `metric` (default: `quality_metric`), with the setting's answer at `margin` (a share of alpha
-    = 0's mean metric; default: the cells' `verdict.margin`)."""
+    = 0's mean metric; default: the cells' `verdict.margin`) and `looks` (look, max_looks: a race's rounds)."""
     metric = metric or quality_metric(setting)
     best = best_alpha(setting, metric)
     zero = _by_seed(setting, 0.0, metric)
@@ -201,7 +202,7 @@ def verdict(setting: Setting, metric: str | None = None, margin: float | None = 
         mean, sem = setting.rows[0].stats.get(metric, (None, None))
         scheduled = (mean, sem, setting.rows[0].count("completed"))
     answer = None if scheduled else setting_answer(
-        setting, metric, configured_margin(setting) if margin is None else margin)
+        setting, metric, configured_margin(setting) if margin is None else margin, *looks)
     return Verdict(setting.label, metric, best, against, difference, len(setting.seeds), counts,
                    zero_row is not None, len(setting.rows), at_zero, measured, scheduled, answer)
 

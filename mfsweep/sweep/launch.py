@@ -32,6 +32,7 @@ class PlannedLaunch:
         self.batches: list[list[int]] = []  # the job numbers of each submitted batch
         self.kept: list[str] = []  # this launch's cells not submitted because their record stands
         self.earlier: set[str] = set()
+        self.entries: list[dict[str, Any]] = []  # the cells the latest `select` planned
         self._lock = threading.Lock()
 
     @classmethod
@@ -42,8 +43,10 @@ class PlannedLaunch:
 
     def select(self, batches: list[list[list[str]]], compose: Callable[[list[str]], DictConfig]) -> list[list[list[str]]]:
         """Plan every job's cells and write plan.json; return the batches without the jobs whose every cell
-        is recorded (and not to be retrained), numbering the kept jobs as Hydra will."""
+        is recorded (and not to be retrained), numbering the kept jobs as Hydra will. A race (sweep.until=resolved)
+        selects once a round; each round's jobs are numbered from 0, as a launch's."""
         entries, kept_batches, job = [], [], 0
+        self.batches = []
         for batch in batches:
             kept = []
             for overrides in batch:
@@ -65,7 +68,14 @@ class PlannedLaunch:
             self.earlier = submitted_tasks(self.root)
             self.plan = merge_plan(self.root, self.command, self.launcher, entries)
             write_plan(self.root, self.plan)
+        self.entries = entries
         return kept_batches
+
+    def set_race(self, race: dict[str, Any]) -> None:
+        """Keep the race's state (its settings and decided rounds, mfsweep/sweep/race.py) in plan.json."""
+        with self._lock:
+            self.plan["race"] = race
+            write_plan(self.root, self.plan)
 
     def record_tasks(self) -> None:
         """Give the submitted cells their array tasks in plan.json, as far as submitit has made their folders."""

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from mfsweep.sweep.plan import overrides_label, read_plan, varying
+from mfsweep.sweep.race import race_lines
 from mfsweep.sweep.states import PlannedCell, planned_cells
 
 ORDER = ("completed", "failed", "diverged", "missing")
@@ -71,6 +72,8 @@ def summary(root: Path) -> str:
     if reasons:
         head += " (" + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) + ")"
     lines = [head, *setting_tables(cells)]
+    if plan.get("race"):
+        lines += race_lines(plan["race"], cells)
     bad = [c for c in cells if c.state in ("failed", "diverged")]
     for c in bad:
         error = (c.record or {}).get("error") or f"diverged at step {(c.record or {}).get('diverged_step')}"
