@@ -19,10 +19,10 @@ from mfsweep.cli.errors import reader_gone
 from mfsweep.report.page import build_report, report_text, shown_path, write_report
 
 
-def report(sweep_dir: Path, *more: Path) -> str:
-    """Build and write the report of `sweep_dir` (with `more` folders' records); return the console summary
-    (ValueError for a bad folder)."""
-    rep = build_report(sweep_dir, *more)
+def report(sweep_dir: Path, *more: Path, evaluation: str | None = None) -> str:
+    """Build and write the report of `sweep_dir` (with `more` folders' records; from the cells' re-evaluation
+    `evaluation` when given); return the console summary (ValueError for a bad folder)."""
+    rep = build_report(sweep_dir, *more, evaluation=evaluation)
     paths = write_report(rep)
     return (report_text(rep) + f"\n\nwrote {shown_path(paths['summary'])}, "
             f"{shown_path(paths['markdown'])}\nreport: {shown_path(paths['html'])}")
@@ -34,10 +34,12 @@ def main(argv: list[str] | None = None) -> int:
                                                      "written into it")
     parser.add_argument("more", type=Path, nargs="*", help="further sweep folders whose records are reported beside "
                                                           "it (e.g. a schedule's sweep beside the grid's)")
+    parser.add_argument("--evaluation", metavar="NAME", help="report the cells' re-evaluation NAME "
+                                                             "(evaluations/NAME.json, from mfsweep-evaluate)")
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # headless: never open a window, whatever the user's default backend
     try:
-        print(report(args.sweep_dir, *args.more))
+        print(report(args.sweep_dir, *args.more, evaluation=args.evaluation))
     except ValueError as exc:
         print(f"mfsweep-report: {exc}", file=sys.stderr)
         return 2

@@ -100,6 +100,12 @@ def _validate_vector(cfg: DictConfig) -> None:
     _choice(cfg, "trainer.compile", ("auto", True, False))
     for key in ("model.width", "model.depth", "dataset.dim", "eval.n_projections"):
         _number(cfg, key, low=0, low_open=True, integer=True)
+    from mfsweep.metrics.sliced import check_settings
+
+    try:
+        check_settings(cfg.eval)  # the estimator's own keys
+    except ValueError as exc:
+        raise ConfigError(*str(exc).split(": ", 1)) from None
     if OmegaConf.select(cfg, "dataset.finite_size") is not None:
         _number(cfg, "dataset.finite_size", low=0, low_open=True, integer=True)
         _number(cfg, "dataset.finite_seed", low=0, integer=True)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from mfsweep.report.aggregate import NOT_COMPLETED, Row, Setting, best_alpha, mean_sem
+from mfsweep.report.aggregate import NOT_COMPLETED, Row, Setting, best_alpha, mean_sem, paired_difference
 
 CONFIDENCE = 0.95
 # Checkpoint metrics in the order the report looks for them: the 2-D/DGMM curve, then the DiT's FID.
@@ -111,6 +111,7 @@ class Verdict:
     measured: bool = True  # some completed cell recorded the metric  # mean metric at alpha = 0, to say the difference's size relative to it
     # under a schedule other than constant (no alpha grid): the metric's (mean, SEM, completed seeds)
     scheduled: tuple[float | None, float | None, int] | None = None
+    eval_se: float | None = None  # the evaluation's share of the difference's noise (report/evaluation.py)
 
     def sentence(self) -> str:
         m = self.metric.upper()
@@ -147,7 +148,8 @@ class Verdict:
         if d.sem is None:
             judged = f"{size} ({share}{seeds}: too few to tell from zero)"
         else:
-            judged = (f"{size} ({share}mean ± SEM over {seeds}), "
+            evaluation = f"; evaluation SE {self.eval_se:.2g}" if self.eval_se is not None else ""
+            judged = (f"{size} ({share}mean ± SEM over {seeds}{evaluation}), "
                       + ("distinguishable from zero" if d.distinguishable else "not distinguishable from zero")
                       + f" ({_interval_text(d)})")
         return head + judged + "." + self._caveat()
@@ -188,8 +190,10 @@ def verdict(setting: Setting, metric: str | None = None) -> Verdict:
     if all(r.grid_alpha is None for r in setting.rows):  # a schedule's setting is its one row
         mean, sem = setting.rows[0].stats.get(metric, (None, None))
         scheduled = (mean, sem, setting.rows[0].count("completed"))
+    eval_se = (paired_difference(setting.row(against), zero_row, metric)["eval_se"]
+               if against is not None and zero_row is not None and setting.row(against) is not None else None)
     return Verdict(setting.label, metric, best, against, difference, len(setting.seeds), counts,
-                   zero_row is not None, len(setting.rows), at_zero, measured, scheduled)
+                   zero_row is not None, len(setting.rows), at_zero, measured, scheduled, eval_se)
 
 
 # ---------------------------------------------------------------------------------------------------------
