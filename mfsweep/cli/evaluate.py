@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="the evaluation's name (default: the overrides)")
     parser.add_argument("--defaults", action="store_true",
                         help="start from today's default evaluation settings rather than each cell's own")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     from mfsweep.sweep.reevaluate import evaluate_job, evaluation_name, jobs
 
     name = args.name or evaluation_name(args.overrides + (["defaults"] if args.defaults else []))

@@ -61,6 +61,19 @@ def _plan_jobs(sweep_dir: Path) -> list[list[Path]]:
     return list(jobs.values())
 
 
+def _context_groups(completed: dict[Path, dict[str, Any]]) -> list[list[Path]]:
+    """Without a plan (a job run outside a multirun): the cells of one folder as one packed job, in the order
+    a job lists its members (alpha-major or seed-major), and each cell alone."""
+    by_folder: dict[Path, list[Path]] = defaultdict(list)
+    for c in completed:
+        by_folder[c.parent].append(c)
+    groups = []
+    for cells in by_folder.values():
+        key = lambda c, major: (completed[c]["alpha"], completed[c]["seed"])[::major]  # noqa: E731
+        groups += [sorted(cells, key=lambda c: key(c, 1)), sorted(cells, key=lambda c: key(c, -1))]
+    return groups + [[c] for c in completed]
+
+
 def _checkpoint(cells: list[Path]) -> Path | None:
     """The job checkpoint of `cells` (runner.checkpoint_path: in the context folder, keyed by the cell names)."""
     for depth in (1, 2):  # a cell's name is `alpha=A,seed=S`, or below its setting's folder
@@ -80,9 +93,9 @@ def jobs(sweep_dir: Path) -> list[tuple[Path, list[Path]]]:
     completed cell whose job's checkpoint is missing."""
     completed = _completed(sweep_dir)
     found, placed = [], set()
-    groups = _plan_jobs(sweep_dir) or [[c] for c in completed]
+    groups = _plan_jobs(sweep_dir) or _context_groups(completed)
     for cells in groups:
-        if not any(c in completed for c in cells):
+        if not any(c in completed and c not in placed for c in cells):
             continue
         # a relaunch may have trained only the cells left over: their checkpoint is keyed by those
         for members in (cells, [c for c in cells if c in completed]):

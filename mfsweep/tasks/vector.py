@@ -67,8 +67,9 @@ class VectorTask(MeanFlowModule):
         settings = kwargs.get("settings") or [{}] * len(seeds)
         self.member_time_cfgs = [self.time_cfg | {k.split(".", 1)[1]: v for k, v in s.items() if k.startswith("time.")}
                                  for s in settings]
-        self.curve_eval = dict(curve_eval or {"every_n_samples": 2000, "n_steps": 1, "projection_seed": 0,
-                                              "estimator": "samples"})
+        # a config from before the estimators were named evaluated its curve sample against sample
+        self.curve_eval = {"every_n_samples": 2000, "n_steps": 1, "projection_seed": 0, "estimator": "samples",
+                           "n_projections": 200, "reference_ratio": 1} | dict(curve_eval or {})
         self._curve_reference: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # seed -> directions, block means
         self.streams = {p: VectorStreams(dataset, seeds, p) for p in ("train", "gradvar", "diagnostics")}
 
@@ -89,7 +90,7 @@ class VectorTask(MeanFlowModule):
         dataset = make_vector_dataset(**{k: v for k, v in cfg.dataset.items() if k != "task"})
         return cls(dataset, schedule, seeds, proxy=proxy, width=cfg.model.width, depth=cfg.model.depth,
                    batch_size=cfg.trainer.batch_size, time_cfg=dict(cfg.time),
-                   curve_eval={k: cfg.eval[k] for k in CURVE_KEYS},
+                   curve_eval={k: cfg.eval[k] for k in CURVE_KEYS if k in cfg.eval},
                    **kwargs)
 
     def draw_batch(self, purpose: str = "train", batch_size: int | None = None) -> Batch:
