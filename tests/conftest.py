@@ -18,7 +18,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # Small enough to train in seconds; still the real config tree, task, trainer and records.
 TINY = [
     "trainer.max_steps=40", "trainer.batch_size=64", "trainer.log_every=10", "trainer.progress=false",
-    "model.width=32", "eval.n_samples=400", "eval.n_projections=50", "logger=csv",
+    "model.width=32", "eval.estimator=samples", "eval.n_samples=400", "eval.n_projections=50", "logger=csv",
     "grad_var.every=10", "grad_var.replicas=3", "grad_var.batch_size=32",
 ]
 

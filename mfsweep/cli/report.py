@@ -22,10 +22,10 @@ from mfsweep.report.page import build_report, report_text, shown_path, write_rep
 from mfsweep.sweep.verdict_run import log_verdict_run
 
 
-def report(sweep_dir: Path, *more: Path) -> str:
-    """Build and write the report of `sweep_dir` (with `more` folders' records); return the console summary
-    (ValueError for a bad folder)."""
-    rep = build_report(sweep_dir, *more)
+def report(sweep_dir: Path, *more: Path, evaluation: str | None = None) -> str:
+    """Build and write the report of `sweep_dir` (with `more` folders' records; from the cells' re-evaluation
+    `evaluation` when given); return the console summary (ValueError for a bad folder)."""
+    rep = build_report(sweep_dir, *more, evaluation=evaluation)
     paths = write_report(rep)
     run = log_verdict_run(rep)
     return (report_text(rep) + f"\n\nwrote {shown_path(paths['summary'])}, {shown_path(paths['verdict'])}, "
@@ -39,10 +39,12 @@ def main(argv: list[str] | None = None) -> int:
                                                      "written into it")
     parser.add_argument("more", type=Path, nargs="*", help="further sweep folders whose records are reported beside "
                                                           "it (e.g. a schedule's sweep beside the grid's)")
+    parser.add_argument("--evaluation", metavar="NAME", help="report the cells' re-evaluation NAME "
+                                                             "(evaluations/NAME.json, from mfsweep-evaluate)")
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # headless: never open a window, whatever the user's default backend
     try:
-        print(report(args.sweep_dir, *args.more))
+        print(report(args.sweep_dir, *args.more, evaluation=args.evaluation))
     except ValueError as exc:
         print(f"mfsweep-report: {exc}", file=sys.stderr)
         return 2

@@ -27,6 +27,9 @@ Settings = Sequence[Mapping[str, Any]] | None
 AUTO_COMPILE_MEMBER_STEPS = 50_000
 
 
+# The evaluation keys of the checkpoint curve (eval/sw1); a config from before the estimators were named lacks some.
+CURVE_KEYS = ("every_n_samples", "n_steps", "projection_seed", "estimator", "n_projections", "reference_ratio")
+
 def use_compile(setting: Any, max_steps: int, n_members: int) -> bool:
     """`trainer.compile` (true | false | auto) resolved for a run of `max_steps` steps of `n_members` members."""
     if setting == "auto":
@@ -80,7 +83,7 @@ def vector_arguments(cfg: DictConfig, alphas: Sequence[float | None], seeds: Seq
     return kwargs | dict(
         dataset=make_vector_dataset(**{k: v for k, v in cfg.dataset.items() if k != "task"}),
         seeds=list(seeds), width=cfg.model.width, depth=cfg.model.depth, batch_size=cfg.trainer.batch_size,
-        time_cfg=dict(cfg.time), curve_eval={k: cfg.eval[k] for k in ("every_n_samples", "n_steps", "projection_seed")},
+        time_cfg=dict(cfg.time), curve_eval={k: cfg.eval[k] for k in CURVE_KEYS if k in cfg.eval},
         compile=use_compile(cfg.trainer.get("compile", False), cfg.trainer.max_steps, len(seeds)),
     )
 
@@ -105,8 +108,15 @@ def latent_arguments(cfg: DictConfig, alphas: Sequence[float | None], seeds: Seq
 
 
 def check_vector(cfg: DictConfig) -> None:
-    """What the vector tasks need beyond their sections, dataset and model: the stacked MLP."""
+    """What the vector tasks need beyond their sections, dataset and model: the stacked MLP, and the SW
+    estimator's own keys (`mfsweep.metrics.sliced.check_settings`)."""
+    from mfsweep.metrics.sliced import check_settings
+
     OneOf(("mlp",))("model.name", cfg.model.name)
+    try:
+        check_settings(cfg.eval)
+    except ValueError as exc:
+        raise ConfigValueError(*str(exc).split(": ", 1)) from None
 
 
 def check_latent(cfg: DictConfig) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from mfsweep.sweep.cells import cell_name
 from mfsweep.sweep.plan import read_plan
+from mfsweep.report.evaluation import paired_eval_se
 from mfsweep.sweep.record import (CONSTANT, DIAGNOSTIC_KEYS, HISTORY, RECORD, SETTING_KEYS, alpha_schedule,
                                   check_record, grid_alpha, spec_label, tangent_spec)
 from mfsweep.sweep.states import planned_cells
@@ -254,7 +255,10 @@ def paired_difference(row: Row, base: Row, metric: str) -> dict[str, Any]:
              and row.cells[s].record["metrics"].get(metric) is not None
              and base.cells[s].record["metrics"].get(metric) is not None]
     mean, sem = mean_sem(diffs)
-    return {"mean": mean, "sem": sem, "n": len(diffs)}
+    pairs = [(row.cells[s].record, base.cells[s].record) for s in row.seeds if row.status[s] == "completed"
+             and base.status.get(s) == "completed" and row.cells[s].record["metrics"].get(metric) is not None
+             and base.cells[s].record["metrics"].get(metric) is not None]
+    return {"mean": mean, "sem": sem, "n": len(diffs), "eval_se": paired_eval_se(pairs, metric)}
 
 
 def expected_dir(setting: Setting, alpha: float | None, seed: int) -> Path | None:

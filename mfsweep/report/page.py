@@ -31,6 +31,7 @@ from mfsweep.report.aggregate import (
 )
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from mfsweep.report.compare import MethodResult, compare_methods
+from mfsweep.report.evaluation import check_alike, use_evaluation
 from mfsweep.report.plots import (
     AlphaPanel, AlphaStarPanel, CurvePanel, SamplePanel, curves_by_alpha, metric_vs_alpha, predicted_vs_measured,
     samples_grid,
@@ -418,10 +419,12 @@ class _Sections:
         return Section("Cells that did not complete", tables=["problems"], code=_errors(table))
 
 
-def build_report(sweep_dir: str | Path, *more: str | Path) -> Report:
+def build_report(sweep_dir: str | Path, *more: str | Path, evaluation: str | None = None) -> Report:
     """Read every record below `sweep_dir` (and the `more` folders reported with it, e.g. a schedule's sweep
     beside the grid's) and build the report's verdicts, tables, figures and sections; the report belongs to
-    `sweep_dir`. ValueError names a folder that does not exist or holds no result.json."""
+    `sweep_dir`. `evaluation` names the cells' re-evaluation to report (`evaluations/NAME.json`) in place of
+    their records' own. ValueError names a folder that does not exist or holds no result.json, or cells
+    evaluated differently."""
     folders = [Path(d) for d in (sweep_dir, *more)]
     cells = []
     for folder in folders:
@@ -430,7 +433,9 @@ def build_report(sweep_dir: str | Path, *more: str | Path) -> Report:
         found = collect(folder)
         if not found:
             raise ValueError(f"no result.json below {folder}: nothing to report")
+        use_evaluation(found, evaluation)
         cells += found
+    check_alike(cells, folders[0])
     sweep_dir = folders[0]
     add_floor_excess(cells)
     plans = [read_plan(f) or {} for f in folders]

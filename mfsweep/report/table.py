@@ -130,7 +130,8 @@ def headline_table(settings: list[Setting], metrics: tuple[str, ...],
                           "-" if best == 0.0 else _paired_text(paired), "-" if floor is None else f"{floor:.4f}"])
     note = ("Mean ± SEM over the completed seeds. Best alpha: lowest mean SW1 among the alphas whose every seed "
             "completed (exact ties go to the smaller alpha); SW2 and FID are read at that alpha. Paired: mean ± SEM "
-            "over seeds of the per-seed difference (seeds share weights and random draws across alphas). Floor: "
+            "over seeds of the per-seed difference (seeds share weights and random draws across alphas); evaluation SE: "
+            "the part of it the evaluation's own noise contributes (docs/method.md 5). Floor: "
             "SW between two independent reference draws of the evaluation's size, the best a generator can score.")
     return Table("Best alpha against alpha = 0", columns, rows, cells, note=note)
 
@@ -139,7 +140,8 @@ def _paired_text(diff: dict[str, Any] | None) -> str:
     """A paired difference at the precision its SEM carries (a fixed 4 decimals would print tiny ones as 0)."""
     if diff is None or diff["mean"] is None:
         return "-"
-    return fmt_pm(diff["mean"], diff["sem"], sign=True) + f" (n={diff['n']})"
+    evaluation = f"; evaluation SE {diff['eval_se']:.2g}" if diff.get("eval_se") is not None else ""
+    return fmt_pm(diff["mean"], diff["sem"], sign=True) + f" (n={diff['n']}{evaluation})"
 
 
 def verdict_table(verdicts: list[Verdict]) -> Table:

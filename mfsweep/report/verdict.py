@@ -21,7 +21,7 @@ from scipy import stats
 
 import yaml
 
-from mfsweep.report.aggregate import NOT_COMPLETED, Row, Setting, best_alpha, mean_sem
+from mfsweep.report.aggregate import NOT_COMPLETED, Row, Setting, best_alpha, mean_sem, paired_difference
 from mfsweep.report.answers import DEFAULT_MARGIN, Answer, check_margin, decide, margin_for
 from mfsweep.report.formatting import decimals, fmt_pm
 
@@ -99,6 +99,7 @@ class Verdict:
     scheduled: tuple[float | None, float | None, int] | None = None
     # the setting's answer from simultaneous intervals (None without alpha = 0 and another alpha to compare)
     answer: Answer | None = None
+    eval_se: float | None = None  # the evaluation's share of the difference's noise (report/evaluation.py)
 
     def sentence(self) -> str:
         m = self.metric.upper()
@@ -135,7 +136,8 @@ class Verdict:
         if d.sem is None:
             judged = f"{size} ({share}{seeds}: too few to tell from zero)"
         else:
-            judged = (f"{size} ({share}mean ± SEM over {seeds}), "
+            evaluation = f"; evaluation SE {self.eval_se:.2g}" if self.eval_se is not None else ""
+            judged = (f"{size} ({share}mean ± SEM over {seeds}{evaluation}), "
                       + ("distinguishable from zero" if d.distinguishable else "not distinguishable from zero")
                       + f" ({_interval_text(d)})")
         return head + judged + "." + self._caveat()
@@ -203,8 +205,10 @@ def verdict(setting: Setting, metric: str | None = None, margin: float | None = 
         scheduled = (mean, sem, setting.rows[0].count("completed"))
     answer = None if scheduled else setting_answer(
         setting, metric, configured_margin(setting) if margin is None else margin, *looks)
+    eval_se = (paired_difference(setting.row(against), zero_row, metric)["eval_se"]
+               if against is not None and zero_row is not None and setting.row(against) is not None else None)
     return Verdict(setting.label, metric, best, against, difference, len(setting.seeds), counts,
-                   zero_row is not None, len(setting.rows), at_zero, measured, scheduled, answer)
+                   zero_row is not None, len(setting.rows), at_zero, measured, scheduled, answer, eval_se)
 
 
 # ---------------------------------------------------------------------------------------------------------

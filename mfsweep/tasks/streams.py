@@ -18,17 +18,19 @@ import torch
 from mfsweep.method.time import sample_t_r
 
 # Appended only: a purpose's index seeds its stream, so reordering would change every recorded cell.
-_PURPOSES = ("init", "train", "eval", "reference", "gradvar", "diagnostics", "floor", "proxy")
+_PURPOSES = ("init", "train", "eval", "reference", "gradvar", "diagnostics", "floor", "proxy", "pool", "directions")
 
 
-def derive_seed(seed: int, purpose: str) -> int:
-    """A 63-bit seed for (`seed`, `purpose`), independent across purposes."""
-    state = np.random.SeedSequence([int(seed), _PURPOSES.index(purpose)]).generate_state(1, np.uint64)[0]
+def derive_seed(seed: int, purpose: str, draw: int = 0) -> int:
+    """A 63-bit seed for (`seed`, `purpose`, evaluation `draw`), independent across all three. Draw 0 is the
+    stream of records written before draws existed (the entropy list is unchanged)."""
+    entropy = [int(seed), _PURPOSES.index(purpose)] + ([int(draw)] if draw else [])
+    state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
     return int(state) & (2**63 - 1)
 
 
-def generator(seed: int, purpose: str) -> torch.Generator:
-    return torch.Generator().manual_seed(derive_seed(seed, purpose))
+def generator(seed: int, purpose: str, draw: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(seed, purpose, draw))
 
 
 @contextlib.contextmanager

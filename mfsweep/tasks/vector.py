@@ -11,11 +11,14 @@ from torch.utils.data import DataLoader, IterableDataset
 from mfsweep.method.proxy import Proxy
 from mfsweep.method.sampler import sample
 from mfsweep.method.schedule import AlphaSchedule
-from mfsweep.metrics.sliced import PROJECTIONS_RECIPE, sliced_wasserstein
+from mfsweep.metrics.sliced import (DIRECTIONS_RECIPE, PROJECTIONS_RECIPE, directions, reference_quantiles,
+                                    sliced_wasserstein, split_estimate, summarise_splits, sw_to_quantiles)
 from mfsweep.models.mlp import EnsembleMLP
 from mfsweep.config.arguments import check_vector, vector_arguments
 from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule
-from mfsweep.tasks.streams import Sampler, VectorStreams, generator
+from mfsweep.tasks.streams import Sampler, VectorStreams, derive_seed, generator
+
+KEPT_SAMPLES = 10_000  # points of each set kept in samples.npz (for looking at; the estimate used all)
 
 
 class _Ticks(IterableDataset):
@@ -64,7 +67,10 @@ class VectorTask(MeanFlowModule):
         settings = kwargs.get("settings") or [{}] * len(seeds)
         self.member_time_cfgs = [self.time_cfg | {k.split(".", 1)[1]: v for k, v in s.items() if k.startswith("time.")}
                                  for s in settings]
-        self.curve_eval = dict(curve_eval or {"every_n_samples": 2000, "n_steps": 1, "projection_seed": 0})
+        # a config from before the estimators were named evaluated its curve sample against sample
+        self.curve_eval = {"every_n_samples": 2000, "n_steps": 1, "projection_seed": 0, "estimator": "samples",
+                           "n_projections": 200, "reference_ratio": 1} | dict(curve_eval or {})
+        self._curve_reference: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # seed -> directions, block means
         self.streams = {p: VectorStreams(dataset, seeds, p) for p in ("train", "gradvar", "diagnostics")}
 
     @property
@@ -92,34 +98,91 @@ class VectorTask(MeanFlowModule):
             s.set_state(state[p])
 
     @torch.no_grad()
-    def generate(self, n: int, n_steps: int = 1, chunk: int = 4096) -> torch.Tensor:
-        """`n` samples per member from the evaluation EMA, from each cell's own evaluation noise: (E, n, d)."""
-        noise = torch.stack([torch.randn(n, self.dataset.dim, generator=generator(s, "eval")) for s in self.seeds])
+    def generate(self, n: int, n_steps: int = 1, chunk: int = 4096, draw: int = 0) -> torch.Tensor:
+        """`n` samples per member from the evaluation EMA, from each cell's own evaluation noise of evaluation
+        draw `draw`: (E, n, d)."""
+        noise = torch.stack([torch.randn(n, self.dataset.dim, generator=generator(s, "eval", draw)) for s in self.seeds])
         noise = noise.to(self.device)
         parts = [sample(self.ema, noise[:, i:i + chunk], n_steps) for i in range(0, n, chunk)]
         return torch.cat(parts, dim=1).cpu()
 
     def evaluate_during_training(self) -> dict[str, torch.Tensor]:
-        """SW1/SW2 on `eval.every_n_samples` points and 200 directions: the convergence curve in the history."""
+        """SW1/SW2 on `eval.every_n_samples` points: the convergence curve in the history. The `quantile`
+        estimator at that size in one split, against a pool reduced once per seed (evaluation draw 0 whatever
+        `eval.draw`: the history is training's); the `samples` estimator over 200 directions."""
         c = self.curve_eval
-        results = self.evaluate(c["every_n_samples"], 200, c["projection_seed"], c["n_steps"])
-        nan = float("nan")
-        return {f"eval/{k}": torch.tensor([r.metrics.get(k, nan) for r in results]) for k in ("sw1", "sw2")}
+        if c["estimator"] == "samples":
+            results = self.evaluate(c["every_n_samples"], 200, c["projection_seed"], c["n_steps"], estimator="samples")
+            nan = float("nan")
+            return {f"eval/{k}": torch.tensor([r.metrics.get(k, nan) for r in results]) for k in ("sw1", "sw2")}
+        n = c["every_n_samples"]
+        generated = self.generate(n, c["n_steps"]).numpy()
+        sw = np.full((2, len(self.seeds)), np.nan)
+        for i, seed in enumerate(self.seeds):
+            if seed not in self._curve_reference:
+                dirs = directions(self.dataset.dim, c["n_projections"], self._direction_rng(c["projection_seed"], seed, 0))
+                pool = self.dataset.sample(c["reference_ratio"] * n, generator(seed, "pool")).numpy()
+                self._curve_reference[seed] = dirs, reference_quantiles(pool, dirs, n)
+            if np.isfinite(generated[i]).all():
+                sw[:, i] = [v[0] for v in sw_to_quantiles(generated[i][None], *self._curve_reference[seed])]
+        return {"eval/sw1": torch.tensor(sw[0]), "eval/sw2": torch.tensor(sw[1])}
 
-    def evaluate(self, n_samples: int, n_projections: int, projection_seed: int, n_steps: int = 1, **_: Any) -> list[CellEval]:
-        """SW1/SW2 of each member's samples against a fresh reference set drawn from the cell's seed, and the
-        noise floor `sw1_floor`/`sw2_floor`: the same distances between that reference set and a second,
-        independent one of the same size (the value a perfect generator would score)."""
-        generated = self.generate(n_samples, n_steps).numpy()
+    @staticmethod
+    def _direction_rng(projection_seed: int, seed: int, draw: int) -> np.random.Generator:
+        return np.random.default_rng([int(projection_seed), derive_seed(seed, "directions", draw)])
+
+    def evaluate(self, n_samples: int, n_projections: int, projection_seed: int, n_steps: int = 1,
+                 estimator: str = "samples", reference_ratio: int = 1, n_splits: int = 1, draw: int = 0,
+                 **_: Any) -> list[CellEval]:
+        """SW1/SW2 of each member's samples (evaluation draw `draw`) and the noise floor `sw1_floor`/`sw2_floor`:
+        the same estimator applied to a fresh draw of the data, the value a perfect generator would score. The
+        `quantile` estimator (docs/method.md 5) adds each value's standard error over its `n_splits` splits
+        (`sw1_se`, ...) and keeps the per-split values in `eval.splits`, so a paired difference gets its own."""
+        if estimator == "samples":
+            return self._evaluate_samples(n_samples, n_projections, projection_seed, n_steps, draw)
+        generated = self.generate(n_samples, n_steps, draw=draw).numpy()
+        info = {"estimator": "quantile", "n_samples": n_samples, "reference_ratio": reference_ratio,
+                "n_splits": n_splits, "n_projections": n_projections, "projection_seed": projection_seed,
+                "draw": draw, "directions": DIRECTIONS_RECIPE, "n_steps": n_steps, "model": "evaluation EMA",
+                "samples_file": "samples.npz", "samples": f"the first {KEPT_SAMPLES} generated and floor points"}
+        parts = np.array_split(np.arange(n_samples), n_splits)
+        results: list[CellEval | None] = [None] * len(self.seeds)
+        for seed in dict.fromkeys(self.seeds):
+            # The members of one seed (its alphas) share the pool, the directions and the floor set: common
+            # random numbers, so their paired difference carries no reference noise of its own.
+            members = [i for i, s in enumerate(self.seeds) if s == seed]
+            rng, pool_gen = self._direction_rng(projection_seed, seed, draw), generator(seed, "pool", draw)
+            dirs = [directions(self.dataset.dim, n_projections, rng) for _ in parts]
+            pools = [self.dataset.sample(reference_ratio * len(p), pool_gen).numpy() for p in parts]
+            floor_set = self.dataset.sample(n_samples, generator(seed, "floor", draw)).numpy()
+            points = np.concatenate([generated[members], floor_set[None]])
+            est = split_estimate([points[:, p] for p in parts], pools, dirs)
+            for j, i in enumerate(members):
+                metrics, splits = {}, {}
+                for k in ("sw1", "sw2"):
+                    if np.isfinite(generated[i]).all():
+                        metrics[k], metrics[f"{k}_se"] = summarise_splits(est[k][j])
+                        splits[k] = est[k][j].tolist()
+                    metrics[f"{k}_floor"], metrics[f"{k}_floor_se"] = summarise_splits(est[k][-1])
+                    splits[f"{k}_floor"] = est[k][-1].tolist()
+                results[i] = CellEval(metrics, info | {"splits": splits},
+                                      {"generated": generated[i][:KEPT_SAMPLES], "reference": floor_set[:KEPT_SAMPLES]})
+        return results
+
+    def _evaluate_samples(self, n_samples: int, n_projections: int, projection_seed: int, n_steps: int,
+                          draw: int) -> list[CellEval]:
+        """The `samples` estimator: against a reference set of the same size drawn from the cell's seed, the
+        floor between that set and a second one."""
+        generated = self.generate(n_samples, n_steps, draw=draw).numpy()
         info = {"n_samples": n_samples, "n_projections": n_projections, "projection_seed": projection_seed,
                 "projections": PROJECTIONS_RECIPE, "n_steps": n_steps, "model": "evaluation EMA",
-                "samples_file": "samples.npz"}
+                "samples_file": "samples.npz", "estimator": "samples", "draw": draw}
         results = []
         for i, seed in enumerate(self.seeds):
-            reference = self.dataset.sample(n_samples, generator(seed, "reference")).numpy()
+            reference = self.dataset.sample(n_samples, generator(seed, "reference", draw)).numpy()
             gen = generated[i]
             metrics = sliced_wasserstein(gen, reference, n_projections, projection_seed) if np.isfinite(gen).all() else {}
-            floor_set = self.dataset.sample(n_samples, generator(seed, "floor")).numpy()
+            floor_set = self.dataset.sample(n_samples, generator(seed, "floor", draw)).numpy()
             floor = sliced_wasserstein(floor_set, reference, n_projections, projection_seed)
             metrics |= {f"{k}_floor": v for k, v in floor.items()}
             results.append(CellEval(metrics, info, {"generated": gen, "reference": reference}))

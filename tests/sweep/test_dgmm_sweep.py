@@ -44,7 +44,7 @@ def test_dgmm_grid_launch_line_trains_packed_jobs_per_dim(tmp_path):
     cmd = [sys.executable, "-m", "mfsweep.cli.entry", "-m", "--config-dir", str(SWEEPS), "--config-name", "dgmm_grid",
            "dataset.dim=2,3", "alpha.value=0.0,1.0", "seed=0", "trainer.max_steps=20", "trainer.progress=false",
            "diagnostics.every=10", "diagnostics.batch_size=32", "grad_var.every=0", "model.width=16",
-           "eval.n_samples=200", "eval.n_projections=20", f"hydra.sweep.dir={tmp_path}"]
+           "eval.estimator=samples", "eval.n_samples=200", "eval.n_projections=20", f"hydra.sweep.dir={tmp_path}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = {p.relative_to(tmp_path).parent: json.loads(p.read_text()) for p in tmp_path.rglob("result.json")}

@@ -170,7 +170,7 @@ def _cli(tmp_path: Path, *args: str, multirun: bool = False) -> subprocess.Compl
 
 def test_cli_contract_single_run(tmp_path):
     proc = _cli(tmp_path, "dataset=swiss_roll", "tangent=ema", "alpha.value=0.5", "seed=1", "trainer.max_steps=300",
-                "logger=csv", "eval.n_samples=1000", "trainer.progress=false")
+                "logger=csv", "eval.estimator=samples", "eval.n_samples=1000", "trainer.progress=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     (rec,) = _records(tmp_path)
     assert (rec["status"], rec["alpha"], rec["seed"], rec["steps"], rec["tangent"]["name"]) == ("completed", 0.5, 1, 300, "ema")

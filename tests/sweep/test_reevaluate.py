@@ -1,0 +1,45 @@
+"""mfsweep-evaluate: re-evaluation from the jobs' checkpoints, without training; the report refuses to pair
+cells evaluated differently."""
+from __future__ import annotations
+
+import json
+import shutil
+
+from mfsweep.cli.evaluate import main as evaluate
+from mfsweep.cli.report import main as report
+
+
+def _cells(root):
+    return sorted(p.parent for p in root.rglob("result.json"))
+
+
+def test_training_settings_reproduce_the_records_and_a_draw_changes_only_the_evaluation(tiny_sweep, tmp_path, capsys):
+    root = shutil.copytree(tiny_sweep, tmp_path / "sweep")
+    assert evaluate([str(root)]) == 0
+    assert evaluate([str(root), "eval.draw=1"]) == 0
+    for cell in _cells(root):
+        record = json.loads((cell / "result.json").read_text())
+        same = json.loads((cell / "evaluations" / "training.json").read_text())
+        assert same["metrics"] == record["metrics"] and same["eval"] == record["eval"]
+        other = json.loads((cell / "evaluations" / "eval.draw=1.json").read_text())
+        assert other["metrics"]["sw1"] != record["metrics"]["sw1"]
+        assert {k: v for k, v in other["metrics"].items() if not k.startswith(("sw", "fid"))} == \
+            {k: v for k, v in record["metrics"].items() if not k.startswith(("sw", "fid"))}
+    capsys.readouterr()
+    # the two evaluations are not mixed in one report: one line saying how to re-evaluate
+    victim = _cells(root)[0]
+    (victim / "evaluations" / "training.json").write_text((victim / "evaluations" / "eval.draw=1.json").read_text())
+    assert report([str(root), "--evaluation", "training"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "evaluated differently" in err and "draw=1 vs 0" in err.replace("draw=0 vs 1", "draw=1 vs 0")
+    assert "mfsweep-evaluate" in err
+
+
+def test_a_missing_checkpoint_is_one_line_naming_the_cell(tiny_sweep, tmp_path, capsys):
+    root = shutil.copytree(tiny_sweep, tmp_path / "sweep")
+    for ckpt in root.rglob("last.ckpt"):
+        ckpt.unlink()
+    assert evaluate([str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no checkpoint" in err and "seed=" in err
+    assert not list(root.rglob("evaluations"))
