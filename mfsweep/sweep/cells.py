@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mfsweep.sweep.record import read_record, round_alpha
+from mfsweep.sweep.record import UnreadableRecord, read_record, round_alpha
 
 # Keys of the engine that may differ between the members of one packed process (docs/design.md, "Execution
 # modes"): each is a scalar that changes no tensor shape, and the engine holds it as one value per member.
@@ -182,8 +182,12 @@ def job_cells(root: Path, context: str, cfg: DictConfig, keys: Sequence[str] = (
 
 
 def needs_training(cell: Cell, rerun: str) -> bool:
-    """Whether `cell` must be trained: no record yet, or a recorded status that `sweep.rerun` asks to redo."""
+    """Whether `cell` must be trained: no readable record yet, or a recorded status that `sweep.rerun` asks to
+    redo."""
     if rerun not in RERUN_CHOICES:
         raise ValueError(f"sweep.rerun must be one of {tuple(RERUN_CHOICES)}, got {rerun!r}")
-    record = read_record(cell.dir)
+    try:
+        record = read_record(cell.dir)
+    except UnreadableRecord:
+        return True
     return record is None or record["status"] in RERUN_CHOICES[rerun]
