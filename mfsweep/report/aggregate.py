@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,6 @@ SETTING_KEYS = ("task", "dataset", "dim", "alpha_schedule", "tangent", "anchor_w
 NOT_COMPLETED = ("failed", "diverged", "missing")
 # What reading a cell's history.csv, samples.npz or config.yaml raises when the file is damaged.
 UNREADABLE_FILE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, yaml.YAMLError, csv.Error)
-log = logging.getLogger("mfsweep")
 _warned: set[Path] = set()
 
 
@@ -38,8 +37,8 @@ def unreadable_file(path: Path, exc: BaseException) -> None:
     """Say once, in one line, that a completed cell's file is unreadable and the report goes on without it."""
     if path not in _warned:
         _warned.add(path)
-        log.warning("mfsweep-report: %s is unreadable (%s: %s); reported without it. To train the cell again, "
-                    "move its result.json aside and run the sweep's command again.", path, type(exc).__name__, exc)
+        print(f"mfsweep-report: {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); reported without it. "
+              "To train the cell again, move its result.json aside and run the sweep's command again.", file=sys.stderr)
 
 
 @dataclass
@@ -286,8 +285,8 @@ def read_history(cell: Cell) -> dict[str, np.ndarray]:
         return {}
     try:
         text = path.read_bytes().decode()
-        if text and not text.endswith("\n"):
-            raise ValueError("its last line is cut off")
+        if not text.endswith("\n"):  # a written history always has at least its header line
+            raise ValueError("empty" if not text else "its last line is cut off")
         rows = list(csv.DictReader(text.splitlines()))
         if any(None in r or None in r.values() for r in rows):
             raise ValueError("a row with too many or too few fields")
