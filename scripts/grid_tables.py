@@ -7,6 +7,7 @@ from sweep folders: the same aggregation and verdicts as `mfsweep-report`, laid 
 
 Headline: SW1 at alpha = 0, the best alpha and its paired difference to alpha = 0, alpha = 1 and its paired
 difference, the gradient variance at 0 and 1, and whether the verdict holds over the last third of training.
+Answers: each grid's answer (better, no_better, equivalent, unresolved; docs/method.md 7).
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import argparse
 from pathlib import Path
 
 from mfsweep.report.aggregate import (add_floor_excess, best_alpha, collect, group_settings, read_history,
-                                     summarise)
+                                     alpha_rows)
 from mfsweep.report.compare import compare_methods, is_grid
-from mfsweep.report.verdict import (checkpoint_key, fmt_pm, matched_steps, paired_by_seed, seed_values,
-                                   setting_histories, stability)
+from mfsweep.report.formatting import fmt_pm
+from mfsweep.report.verdict import (checkpoint_key, configured_margin, matched_steps, paired_by_seed, seed_values,
+                                   setting_answer, setting_histories, stability)
 
 METRICS = ("sw1", "sw2", "grad_var", "sw1_excess")
 
@@ -52,6 +54,20 @@ def headline(grids) -> list[str]:
             "-" if d_one is None else fmt_pm(d_one.mean, d_one.sem, sign=True) + _star(d_one) + _pct(d_one, zero),
             "-" if None in gb else f"{gb[0]:.3g} -> {gb[1]:.3g} ({100 * (gb[1] / gb[0] - 1):+.0f}%)",
             held.replace("stable over the last third of training: ", "stable: ")]) + " |")
+    return out
+
+
+def answers(grids) -> list[str]:
+    """Each grid's answer (docs/method.md 7) with the best alpha's simultaneous and unadjusted intervals."""
+    out = ["| setting | answer | best alpha | best - 0, simultaneous 95% | best - 0, unadjusted 95% | seeds per alpha "
+           "| seeds a fixed grid would need |", "|" + " --- |" * 7]
+    for s in grids:
+        a = setting_answer(s, "sw1", configured_margin(s))
+        c = a.comparison(a.best_alpha) if a.best_alpha is not None else None
+        iv = (lambda pair: "-" if pair is None else f"[{pair[0]:+.2g}, {pair[1]:+.2g}]")
+        out.append(" | ".join([f"| {s.label}", a.answer, "0" if c is None else f"{a.best_alpha:g}",
+                               "-" if c is None else iv(c.simultaneous), "-" if c is None else iv(c.unadjusted),
+                               str(min(a.seeds.values())), str(a.seeds_needed or "-")]) + " |")
     return out
 
 
@@ -117,10 +133,12 @@ def main() -> None:
     args = parser.parse_args()
     cells = [c for f in args.folders for c in collect(f)]
     add_floor_excess(cells)
-    settings = group_settings(summarise(cells, METRICS))
+    settings = group_settings(alpha_rows(cells, METRICS))
     grids = [s for s in settings if is_grid(s) and best_alpha(s, "sw1") is not None]  # a grid still running: later
     print("## Headline (paired over seeds; * : 95% t-interval excludes zero)\n")
     print("\n".join(headline(grids)))
+    print("\n## Answers (simultaneous 95% intervals over the alphas; margin: verdict.margin of SW1 at alpha = 0)\n")
+    print("\n".join(answers(grids)))
     print("\n## SW1 by alpha (mean over seeds; bold: best)\n")
     print("\n".join(by_alpha(grids, "sw1", 4)))
     if any(s.row(0.0).stats.get("sw1_excess", (None,))[0] is not None for s in grids):

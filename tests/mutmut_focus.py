@@ -4,7 +4,7 @@ the trampolines mutmut wrote under `mutants/` (run `mutmut run` once first to ge
 files given, copied fresh into `mutants/tests/`.
 
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python tests/mutmut_focus.py OUT.json 'mfsweep.metrics.fid.' \
-        tests/metrics/test_fid_contract.py tests/metrics/test_fid.py [--only-unresolved]
+        tests/metrics/test_fid.py [--only-unresolved]
 
 A mutant counts as killed when pytest exits non-zero with it active (first failure stops the run, `-x`).
 The unmutated code must pass and the 'fail' mutant must fail first, else nothing is reported.

@@ -3,9 +3,11 @@ any launcher), with the records of any further folders beside them (a schedule o
 the grid it is to be compared with).
 
 Writes `SWEEP_DIR/report.html` (one self-contained page), `SWEEP_DIR/report.md` (with its figures in
-`SWEEP_DIR/report_files/`) and `SWEEP_DIR/summary.csv` (one row per setting and alpha: mean and SEM over
-seeds, counts of failed, diverged and missing cells), and prints, within 100 columns, the verdict per setting,
-the best-alpha table and the cells that did not complete (the per-alpha grids are in the pages).
+`SWEEP_DIR/report_files/`), `SWEEP_DIR/summary.csv` (one row per setting and alpha: mean and SEM over
+seeds, counts of failed, diverged and missing cells) and `SWEEP_DIR/verdict.json` (each setting's answer:
+better, no_better, equivalent or unresolved, with its intervals; docs/method.md 7), logs the answers and the
+paired plot as a sweep-level W&B run when the cells logged to W&B, and prints, within 100 columns, the verdict
+per setting, the best-alpha table and the cells that did not complete (the per-alpha grids are in the pages).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import matplotlib
 
 from mfsweep.cli.errors import reader_gone
 from mfsweep.report.page import build_report, report_text, shown_path, write_report
+from mfsweep.sweep.verdict_run import log_verdict_run
 
 
 def report(sweep_dir: Path, *more: Path) -> str:
@@ -24,8 +27,10 @@ def report(sweep_dir: Path, *more: Path) -> str:
     (ValueError for a bad folder)."""
     rep = build_report(sweep_dir, *more)
     paths = write_report(rep)
-    return (report_text(rep) + f"\n\nwrote {shown_path(paths['summary'])}, "
-            f"{shown_path(paths['markdown'])}\nreport: {shown_path(paths['html'])}")
+    run = log_verdict_run(rep)
+    return (report_text(rep) + f"\n\nwrote {shown_path(paths['summary'])}, {shown_path(paths['verdict'])}, "
+            f"{shown_path(paths['markdown'])}\nreport: {shown_path(paths['html'])}"
+            + (f"\nW&B verdict run: {shown_path(run)}" if run else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

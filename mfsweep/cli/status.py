@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from mfsweep.cli.errors import reader_gone
-from mfsweep.sweep.plan import read_plan, setting_label, varying
+from mfsweep.sweep.plan import read_plan, overrides_label, varying
 from mfsweep.sweep.record import RECORD, UNREADABLE
 from mfsweep.sweep.states import PlannedCell, planned_cells
 
@@ -53,7 +53,7 @@ def setting_tables(cells: list[PlannedCell]) -> list[str]:
         grid = {(c.entry["alpha"], c.entry["seed"]): c for c in group}
         tasks = sorted({c.entry["array_task"] for c in group if c.entry.get("array_task")})
         counts = Counter(c.state for c in group)
-        lines.append(f"{setting_label(settings[key], keys)}: {counts['completed']}/{len(group)} completed"
+        lines.append(f"{overrides_label(settings[key], keys)}: {counts['completed']}/{len(group)} completed"
                      + (f"  (SLURM {', '.join(tasks)})" if tasks else ""))
         width = max([len(_word(c)) for c in group] + [8])
         # a schedule's cells (no grid alpha) are one row named by the schedule

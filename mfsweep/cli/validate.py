@@ -14,7 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfsweep.cli.errors import ConfigError
 from mfsweep.sweep.cells import (COMPONENT_GROUPS, GRID_KEYS, MEMBER_KEYS, RERUN_CHOICES, SHAPE_PREFIXES, is_packed,
-                                 job_cells, member_keys, packs)
+                                 member_cells, member_keys, packs)
 
 # Datasets whose posterior is known exactly (docs/method.md 3), so that tangent=oracle exists: Gaussian
 # mixtures, and any vector set made finite with `dataset.finite_size` (its empirical posterior).
@@ -131,6 +131,7 @@ def _validate_common(cfg: DictConfig) -> None:
         _number(cfg, key, low=0, integer=True)
     _number(cfg, "grad_var.replicas", low=2, integer=True)
     _number(cfg, "grad_var.batch_size", low=0, low_open=True, integer=True)
+    _number(cfg, "verdict.margin", low=0.0, low_open=True, high=1.0)
     for key in ("time.ratio", "trainer.ema_decay", "loss.offset"):
         _number(cfg, key, low=0.0, high=1.0)
     _number(cfg, "time.sigma", low=0.0, low_open=True)
@@ -152,7 +153,7 @@ def _validate_components(cfg: DictConfig) -> None:
     from mfsweep.method.component import ConfigValueError
     from mfsweep.sweep.components import member_proxy, member_schedule
 
-    members = [c.values() for c in job_cells(Path(), "", cfg)]
+    members = [c.values() for c in member_cells(Path(), "", cfg)]
     schedule, proxy = member_schedule(cfg, members), member_proxy(cfg, members)
     proxy.check_schedule(schedule)
     exact = f"a dataset with an exact posterior ({list(EXACT_POSTERIOR)}, or any set made finite with " \

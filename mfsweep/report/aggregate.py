@@ -17,16 +17,15 @@ import yaml
 
 from mfsweep.sweep.cells import cell_name
 from mfsweep.sweep.plan import read_plan
-from mfsweep.sweep.record import (CONSTANT, DIAGNOSTIC_KEYS, HISTORY, RECORD, UnreadableRecord, alpha_schedule,
-                                  grid_alpha, read_record, spec_label, tangent_spec)
+from mfsweep.sweep.record import (CONSTANT, DIAGNOSTIC_KEYS, HISTORY, RECORD, SETTING_KEYS, UnreadableRecord,
+                                  alpha_schedule, grid_alpha, read_record, spec_label, tangent_spec)
 from mfsweep.sweep.states import planned_cells
 
-# Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid). A record's
-# `setting` dict (its swept per-member keys besides alpha and seed, and its job's context overrides, e.g.
-# `trainer.lr`, `time.ratio`, `model.width`) adds to them; records written before it existed have none. The
-# schedule and the proxy are there as their specs' labels: a schedule other than constant (`cosine(start=0,
-# end=1, ...)`) or another proxy is a setting of its own, a row beside the constant-alpha grid.
-SETTING_KEYS = ("task", "dataset", "dim", "alpha_schedule", "tangent", "anchor_weight", "adaptive_p")
+# A setting is the record's SETTING_KEYS (mfsweep/sweep/record.py), with the schedule and the proxy as their
+# specs' labels (a schedule other than constant, `cosine(start=0, end=1, ...)`, or another proxy is a setting of
+# its own, a row beside the constant-alpha grid), plus the record's `setting` dict (its swept per-member keys
+# besides alpha and seed, and its job's context overrides, e.g. `trainer.lr`, `time.ratio`, `model.width`);
+# records written before that dict existed have none.
 NOT_COMPLETED = ("failed", "diverged", "missing")
 # What reading a cell's history.csv, samples.npz or config.yaml raises when the file is damaged.
 UNREADABLE_FILE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, yaml.YAMLError, csv.Error)
@@ -42,20 +41,22 @@ def unreadable_file(path: Path, exc: BaseException) -> None:
 
 
 @dataclass
-class Cell:
+class CellRecord:
+    """A cell as the report reads it: its folder and its record (not mfsweep.sweep.cells.Cell, a cell to train)."""
+
     path: Path
     record: dict[str, Any]  # a planned cell without a record: status "missing", its `reason`, no metrics
     setting: dict[str, Any] = field(default_factory=dict)  # its setting's keys from the plan (overrides)
 
 
-def collect(sweep_dir: str | Path) -> list[Cell]:
+def collect(sweep_dir: str | Path) -> list[CellRecord]:
     """Every `result.json` below `sweep_dir`, and every cell of its plan that has none (as a `missing` record
     saying why: an unreadable record is missing as `unreadable record`). An unreadable record that no plan
     lists raises ValueError naming the file (it cannot be placed in a setting)."""
     cells, unreadable = {}, []
     for path in sorted(Path(sweep_dir).rglob(RECORD)):
         try:
-            cells[path.parent] = Cell(path.parent, read_record(path.parent))
+            cells[path.parent] = CellRecord(path.parent, read_record(path.parent))
         except UnreadableRecord as exc:
             unreadable.append(exc)
         except OSError as exc:
@@ -68,7 +69,7 @@ def collect(sweep_dir: str | Path) -> list[Cell]:
             e = p.entry
             missing = {"status": "missing", "reason": p.reason, "error": None, "alpha": e["alpha"],
                        "seed": e["seed"], "metrics": {}, "eval": {}, "diagnostics": {}, "history": None}
-            cells[p.dir] = Cell(p.dir, e["record_keys"] | missing, e["setting"])
+            cells[p.dir] = CellRecord(p.dir, e["record_keys"] | missing, e["setting"])
     for exc in unreadable:
         if exc.path.parent not in cells:
             raise ValueError(f"{exc.path}: not a valid record ({exc.why}); move it aside, or run the sweep's "
@@ -99,7 +100,7 @@ class Row:
     status: dict[int, str] = field(default_factory=dict)  # seed -> completed | failed | diverged | missing
     stats: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     # seed -> its cell: recorded, or planned and missing (record["reason"] says why); absent when unplanned
-    cells: dict[int, Cell] = field(default_factory=dict)
+    cells: dict[int, CellRecord] = field(default_factory=dict)
     grid_alpha: float | None = None
 
     def count(self, status: str) -> int:
@@ -110,7 +111,7 @@ class Row:
         """Every seed of the grid completed."""
         return self.count("completed") == len(self.seeds)
 
-    def completed(self) -> list[Cell]:
+    def completed(self) -> list[CellRecord]:
         return [self.cells[s] for s in self.seeds if self.status[s] == "completed"]
 
     def stat(self, metric: str, section: str = "metrics") -> dict[str, Any]:
@@ -144,19 +145,19 @@ def setting_label(setting: dict[str, Any], varying: list[str]) -> str:
     return " ".join([str(setting["dataset"])] + extra)
 
 
-def _setting(group: list[Cell]) -> dict[str, Any]:
+def _setting(group: list[CellRecord]) -> dict[str, Any]:
     """A setting's keys: the records' (a recorded cell's, else the plan's guess), then the plan's overrides."""
     recorded = [c for c in group if c.record["status"] != "missing"] or group
     keys = setting_dict(recorded[0].record)
     return keys | {k: v for c in group[:1] for k, v in c.setting.items() if k not in keys and k not in MIRRORED}
 
 
-def summarise(cells: list[Cell], metrics: tuple[str, ...] = ("sw1", "sw2", "fid", "grad_var")) -> list[Row]:
+def alpha_rows(cells: list[CellRecord], metrics: tuple[str, ...] = ("sw1", "sw2", "fid", "grad_var")) -> list[Row]:
     """Rows per (setting, alpha). A setting is the cells of one folder (cells.context_name: every override
     but alpha and seed), so sweeps over keys the record does not hold (trainer.betas) still separate. The
     expected grid of a setting is every alpha x every seed seen or planned in it; cells of that grid without
     a record or plan entry are `missing`."""
-    by_folder: dict[Path, list[Cell]] = {}
+    by_folder: dict[Path, list[CellRecord]] = {}
     for c in cells:
         by_folder.setdefault(c.path.parent, []).append(c)
     settings = {folder: _setting(group) for folder, group in by_folder.items()}
@@ -214,7 +215,7 @@ class Setting:
         """The row of grid alpha `alpha` (none for a schedule's row, which has no grid alpha)."""
         return next((r for r in self.rows if r.grid_alpha == alpha), None)
 
-    def cells(self) -> list[Cell]:
+    def cells(self) -> list[CellRecord]:
         return [c for r in self.rows for c in r.cells.values()]
 
     def steps(self) -> list[int]:
@@ -235,7 +236,7 @@ def _short_label(setting: dict[str, Any], varying: list[str]) -> str:
 
 
 def group_settings(rows: list[Row]) -> list[Setting]:
-    """`summarise`'s rows grouped per setting, in its order; labels name what varies across the sweep (the
+    """`alpha_rows`'s rows grouped per setting, in its order; labels name what varies across the sweep (the
     schedule and proxy by name, or in full where two settings share a name)."""
     varying = varying_keys(rows)
     out: list[Setting] = []
@@ -278,7 +279,7 @@ def expected_dir(setting: Setting, alpha: float | None, seed: int) -> Path | Non
     return parents.pop() / cell_name(alpha, seed) if len(parents) == 1 else None
 
 
-def read_history(cell: Cell) -> dict[str, np.ndarray]:
+def read_history(cell: CellRecord) -> dict[str, np.ndarray]:
     """The cell's history.csv as columns (empty cells are NaN); {} when it has none."""
     path = cell.path / (cell.record.get("history") or HISTORY)
     if not cell.record.get("history") or not path.exists():
@@ -344,14 +345,14 @@ def loss_settings(setting: Setting) -> tuple[dict[str, Any], dict[str, dict[floa
     return fixed, varying
 
 
-def diagnostic_keys(cells: list[Cell]) -> list[str]:
+def diagnostic_keys(cells: list[CellRecord]) -> list[str]:
     """Diagnostics with a number in some record: the schema's first, then any others, sorted."""
     present = {k for c in cells for k, v in (c.record.get("diagnostics") or {}).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return [k for k in DIAGNOSTIC_KEYS if k in present] + sorted(present - set(DIAGNOSTIC_KEYS))
 
 
-def add_floor_excess(cells: list[Cell]) -> None:
+def add_floor_excess(cells: list[CellRecord]) -> None:
     """Give each record with a noise floor (`metrics.sw1_floor`, `sw2_floor`: SW between two reference draws)
     its excess over it, `metrics.sw1_excess` / `sw2_excess`, in memory, so the excess is summarised like any
     metric. Records without a floor (older schema) are left as they are."""

@@ -19,8 +19,9 @@ from typing import Any, Callable
 import numpy as np
 
 from mfsweep.report.aggregate import Row, Setting, best_alpha, mean_sem, setting_label
+from mfsweep.report.formatting import fmt_pm
 from mfsweep.sweep.record import CONSTANT, alpha_schedule, spec_label, tangent_spec
-from mfsweep.report.verdict import (Interval, fmt_pm, paired_by_seed, paired_interval, quality_metric, seed_values,
+from mfsweep.report.verdict import (Interval, paired_by_seed, paired_interval, quality_metric, seed_values,
                                    values_at_steps)
 
 # Setting keys that make a method rather than a base to compare on: the schedule and the proxy (as record

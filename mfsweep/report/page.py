@@ -27,10 +27,10 @@ from matplotlib.figure import Figure
 
 from mfsweep.report.aggregate import (
     NOT_COMPLETED, UNREADABLE_FILE, Row, Setting, add_floor_excess, best_alpha, collect, diagnostic_keys,
-    group_settings, loss_settings, mean_floor, mean_history, paired_difference, read_history, summarise,
+    group_settings, loss_settings, mean_floor, mean_history, paired_difference, read_history, alpha_rows,
     unreadable_file,
 )
-from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic
+from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from mfsweep.report.compare import MethodResult, compare_methods
 from mfsweep.report.plots import (
     AlphaPanel, AlphaStarPanel, CurvePanel, SamplePanel, curves_by_alpha, metric_vs_alpha, predicted_vs_measured,
@@ -48,6 +48,7 @@ from mfsweep.report.verdict import (
 
 METRICS = ("sw1", "sw2", "fid", "grad_var", "sw1_excess", "sw2_excess")
 HTML, MARKDOWN, FILES, SUMMARY = "report.html", "report.md", "report_files", "summary.csv"
+VERDICT = "verdict.json"  # one answer per setting, machine-readable (docs/method.md 7)
 SCATTER_POINTS = 4000  # per panel: enough to see the shape, small enough to keep the page light
 DPI = 200  # twice the 100 px per inch the page displays figures at: crisp on high-density screens
 
@@ -232,9 +233,10 @@ class _Sections:
             compared.setdefault(m.setting.label, []).append(m.sentence())
         text = []
         for v in self.verdicts:
-            text += compared.get(v.setting) or [v.sentence() + (
-                f" At matched steps ({self.matched[v.setting].key}): {self.matched[v.setting].stability}."
-                if v.setting in self.matched else "")]
+            text += compared.get(v.setting) or ([v.answer.sentence()] if v.answer else []) + [
+                ("Unadjusted, as in the paper: " if v.answer else "") + v.sentence() + (
+                    f" At matched steps ({self.matched[v.setting].key}): {self.matched[v.setting].stability}."
+                    if v.setting in self.matched else "")]
         sec = Section("Verdict", text + self.warnings)
         # The paired plot of each setting's verdict metric: SW1, or FID for a DiT sweep (one figure per metric).
         for metric in dict.fromkeys(v.metric for v in self.verdicts):
@@ -415,7 +417,7 @@ def build_report(sweep_dir: str | Path, *more: str | Path) -> Report:
         cells += found
     sweep_dir = folders[0]
     add_floor_excess(cells)
-    rows = summarise(cells, METRICS)
+    rows = alpha_rows(cells, METRICS)
     settings = group_settings(rows)
     counts = {st: sum(r.count(st) for r in rows) for st in ("completed",) + NOT_COMPLETED}
     parts = _Sections(sweep_dir, settings, counts, folders[1:])
@@ -502,7 +504,7 @@ def report_text(report: Report, width: int = TERMINAL) -> str:
     what did not complete (the SW1 grid, 11 alphas wide, is in the pages)."""
     counts = report.sections[1].text[1]
     parts = [textwrap.fill(f"Sweep {shown_path(report.sweep_dir)}: {counts}", width),
-             f"Verdict (paired over seeds, {CONFIDENCE:.0%} t-interval):"]
+             f"Verdict (paired over seeds; the answer from simultaneous {CONFIDENCE:.0%} intervals):"]
     for line in report.sections[0].text:  # the page's verdict sentences, then its warnings
         parts[-1] += "\n" + textwrap.fill(line, width, initial_indent="- ", subsequent_indent="  ")
     parts.append(report.tables["headline"].text(width))
@@ -513,9 +515,16 @@ def report_text(report: Report, width: int = TERMINAL) -> str:
     return "\n\n".join(parts)
 
 
+def verdict_json(report: Report) -> dict:
+    """verdict.json: `{"settings": [...]}`, one `Answer.to_dict()` per setting with an alpha = 0 to compare
+    against (setting, metric, answer, best alpha, seeds per alpha, rounds, intervals, sentence)."""
+    return {"settings": [v.answer.to_dict() for v in report.verdicts if v.answer]}
+
+
 def write_report(report: Report, sweep_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write summary.csv, report.md with report_files/*.png, and report.html into `sweep_dir` (default: the
-    report's folder); return their paths. PNGs left in report_files/ by an earlier report are removed."""
+    """Write summary.csv, verdict.json, report.md with report_files/*.png, and report.html into `sweep_dir`
+    (default: the report's folder); return their paths. PNGs left in report_files/ by an earlier report are
+    removed."""
     out = Path(sweep_dir) if sweep_dir is not None else report.sweep_dir
     pngs = {key: png_bytes(fig) for key, fig in report.figures.items()}
     files = out / FILES
@@ -526,6 +535,7 @@ def write_report(report: Report, sweep_dir: str | Path | None = None) -> dict[st
         write_bytes_atomic(files / f"{key}.png", data)
     summary = csv_rows(report.rows, METRICS)
     paths = {"summary": write_csv_atomic(out / SUMMARY, summary, list(summary[0])),
+             "verdict": write_json_atomic(out / VERDICT, verdict_json(report)),
              "markdown": write_bytes_atomic(out / MARKDOWN, render_markdown(report).encode()),
              "html": write_bytes_atomic(out / HTML, render_html(report, pngs).encode())}
     return paths | {"files": files}

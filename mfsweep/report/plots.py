@@ -1,4 +1,4 @@
-"""Figures shared by the W&B runs and the report. The report's figures are plain `Figure`s (not pyplot's),
+"""The report's figures (the 2-D sample scatter, shared with the W&B runs, is mfsweep/tasks/sample_figure.py). The report's figures are plain `Figure`s (not pyplot's),
 so a notebook can show them, no backend is chosen here (a notebook keeps its inline one; headless entry points
 need none for a plain `Figure`), and nothing keeps them alive once dropped.
 
@@ -18,6 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from mfsweep.tasks.sample_figure import scatter_samples
+
 ALPHA_CMAP = ListedColormap(matplotlib.colormaps["plasma"](np.linspace(0.0, 0.63, 256)), name="plasma_to_coral")
 ALPHA_NORM = Normalize(0.0, 1.0)
 WIDTH = 11.0  # inches: the page's content width at 100 px per inch
@@ -26,33 +28,6 @@ FONT = {"title": 11, "label": 10, "tick": 9, "legend": 8.5}
 
 def alpha_color(alpha: float):
     return ALPHA_CMAP(ALPHA_NORM(alpha))
-
-
-def scatter_samples(generated: np.ndarray, reference: np.ndarray | None = None, title: str = "", ax=None,
-                    color="tab:blue"):
-    """Generated 2-D samples (first two coordinates) as small translucent points over the reference set's
-    density (grey), on equal axes; a new `Figure` when no `ax` is given."""
-    own = ax is None
-    if own:
-        ax = Figure(figsize=(4, 4), layout="constrained").subplots()
-    lim = None
-    if reference is not None:
-        lo, hi = np.percentile(reference[:, :2], [0.5, 99.5], axis=0)
-        pad = 0.15 * (hi - lo)
-        lim = (lo - pad, hi + pad)
-        density, xe, ye = np.histogram2d(reference[:, 0], reference[:, 1], bins=60,
-                                         range=[[lim[0][0], lim[1][0]], [lim[0][1], lim[1][1]]])
-        ax.imshow(density.T, origin="lower", extent=(xe[0], xe[-1], ye[0], ye[-1]), cmap="Greys",
-                  vmax=np.percentile(density[density > 0], 95) * 1.6, aspect="auto", interpolation="bilinear")
-    ax.scatter(generated[:, 0], generated[:, 1], s=2, color=color, alpha=0.35, linewidths=0, rasterized=True)
-    ax.set_title(title, fontsize=FONT["label"])
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if lim is not None:
-        ax.set_xlim(lim[0][0], lim[1][0])
-        ax.set_ylim(lim[0][1], lim[1][1])
-    return ax.figure if own else ax
 
 
 def small_multiples(n: int, ncols: int = 3, aspect: float = 0.72, max_height: float = 4.6) -> tuple[Figure, list]:

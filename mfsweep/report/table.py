@@ -9,23 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from mfsweep.report.aggregate import (
-    NOT_COMPLETED, Row, Setting, best_alpha, expected_dir, paired_difference, setting_label, varying_keys,
+    NOT_COMPLETED, Row, Setting, best_alpha, expected_dir, paired_difference,
 )
-from mfsweep.report.verdict import Interval, StepVerdict, Verdict, as_dict, fmt_pm
+from mfsweep.report.formatting import fixed, fmt_pm, metric_formatter
+from mfsweep.report.verdict import Interval, StepVerdict, Verdict, as_dict
+from mfsweep.sweep.record import SETTING_KEYS
 
 TERMINAL = 100  # columns the console tables and captions fit in
-
-
-def fmt(mean: float | None, sem: float | None, digits: int = 4) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.{digits}f}" + (f" ± {sem:.{digits}f}" if sem is not None else "")
-
-
-def fmt_auto(mean: float | None, sem: float | None) -> str:
-    """For metrics whose scale is unknown (gradient variance, FID, diagnostics): the SEM to 2 significant
-    figures and the mean to the same decimal place (`verdict.fmt_pm`), 4 significant figures without a SEM."""
-    return fmt_pm(mean, sem)
 
 
 def csv_rows(rows: list[Row], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -37,19 +27,6 @@ def csv_rows(rows: list[Row], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
             d[f"{m}_mean"], d[f"{m}_sem"] = r.stats.get(m, (None, None))
         out.append(d)
     return out
-
-
-def text_table(rows: list[Row], metrics: tuple[str, ...]) -> str:
-    """Aligned text: setting, alpha, completed/seeds, each metric as mean ± SEM, and what did not complete."""
-    varying = varying_keys(rows)
-    shown = [m for m in metrics if any(r.stats.get(m, (None,))[0] is not None for r in rows)]
-    header = ["setting", "alpha", "done"] + [m.upper() for m in shown] + ["not completed"]
-    lines = []
-    for r in rows:
-        bad = [f"seed {s}: {st}" for s, st in r.status.items() if st != "completed"]
-        lines.append([setting_label(r.setting, varying), f"{r.alpha:g}", f"{r.count('completed')}/{len(r.seeds)}"]
-                     + [fmt(*r.stats[m]) for m in shown] + [", ".join(bad)])
-    return _aligned(header, lines)
 
 
 def _aligned(header: list[str], lines: list[list[str]], width: int | None = None) -> str:
@@ -78,7 +55,7 @@ def _aligned(header: list[str], lines: list[list[str]], width: int | None = None
 @dataclass
 class Table:
     """`rows[i][columns[j]]` is the plain value (number, string, None or a `Row.stat` dict) that
-    `cells[i][j]` displays; `bold` holds the (i, j) to emphasise (the best alpha of a row) and `bold_means`
+    `cells[i][j]` displays (a row may hold more, which the note tells); `bold` holds the (i, j) to emphasise (the best alpha of a row) and `bold_means`
     what the emphasis means, which each format prefixes with its own marker."""
 
     title: str
@@ -121,7 +98,7 @@ class Table:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
 
 
-def stat_text(stat: dict[str, Any] | None, formatter=fmt) -> str:
+def stat_text(stat: dict[str, Any] | None, formatter=fixed) -> str:
     """A cell of a table: mean ± SEM over the completed seeds, with what did not complete, e.g.
     `0.4123 ± 0.0100`, `0.4123 ± 0.0100 [diverged (1/3)]`, `failed (3/3)`, `missing`."""
     if stat is None:
@@ -130,10 +107,6 @@ def stat_text(stat: dict[str, Any] | None, formatter=fmt) -> str:
     if stat["mean"] is None:
         return ", ".join(bad) or "-"
     return formatter(stat["mean"], stat["sem"]) + (f" [{', '.join(bad)}]" if bad else "")
-
-
-def _formatter(metric: str):
-    return fmt if metric in ("sw1", "sw2") else fmt_auto
 
 
 def headline_table(settings: list[Setting], metrics: tuple[str, ...],
@@ -146,7 +119,7 @@ def headline_table(settings: list[Setting], metrics: tuple[str, ...],
         best = best_alpha(s, "sw1")
         zero, at_best = (s.row(a) if a is not None else None for a in (0.0, best))
         for m in metrics:
-            f = _formatter(m)
+            f = metric_formatter(m)
             st_zero, st_best = (r.stat(m) if r else None for r in (zero, at_best))
             paired = paired_difference(at_best, zero, m) if at_best and zero and best != 0.0 else None
             floor = floors.get((s.label, m))
@@ -170,9 +143,11 @@ def _paired_text(diff: dict[str, Any] | None) -> str:
 
 
 def verdict_table(verdicts: list[Verdict]) -> Table:
-    """The verdict sentences as plain rows (`verdict.as_dict`) for notebooks and summary files."""
+    """The answer per setting (simultaneous intervals) beside the best alpha's unadjusted verdict, as plain rows
+    (`verdict.as_dict`) for notebooks and summary files."""
     rows = [as_dict(v) for v in verdicts]
-    return Table("Verdict", ["verdict"], rows, [[r["sentence"]] for r in rows])
+    return Table("Verdict", ["answer", "best alpha against alpha = 0, unadjusted (as in the paper)"], rows,
+                 [[r["answer sentence"] or "-", r["sentence"]] for r in rows])
 
 
 def matched_table(label: str, key: str, steps: list[StepVerdict]) -> Table:
@@ -219,10 +194,10 @@ def methods_table(results: list) -> Table:
                      "best constant": m.best_constant, "minus best constant": _interval_row(m.vs_best),
                      "grad_var": m.grad_var[0], "wall_s": m.wall_s[0]})
         cells.append([m.base, m.method, "-" if m.mean_alpha is None else f"{m.mean_alpha:.2f}",
-                      stat_text(m.stat, _formatter(m.metric)), _interval_cell(m.vs_zero),
+                      stat_text(m.stat, metric_formatter(m.metric)), _interval_cell(m.vs_zero),
                       "-" if m.best_constant is None else f"{m.best_constant:g}",
                       "-" if m.best_constant == 0.0 else _interval_cell(m.vs_best),
-                      fmt_auto(*m.grad_var), "-" if m.wall_s[0] is None else f"{m.wall_s[0]:.0f}"])
+                      fmt_pm(*m.grad_var), "-" if m.wall_s[0] is None else f"{m.wall_s[0]:.0f}"])
     note = (f"Differences are the method's {metric} minus the grid's, per seed, mean ± SEM over the seeds both "
             "completed (negative: the method is better); * marks a 95% paired t-interval that excludes zero. Best "
             "constant: the grid's alpha with the lowest mean (`best alpha` of the grid's verdict). grad var: the "
@@ -260,7 +235,7 @@ def grid_table(settings: list[Setting], metric: str, title: str) -> Table:
         if scheduled:
             stats.append(next((r.stat(metric) for r in s.rows if r.grid_alpha is None), None))
         rows.append({"setting": s.label} | dict(zip(columns[1:], stats)))
-        cells.append([s.label] + [stat_text(st, _formatter(metric)) for st in stats])
+        cells.append([s.label] + [stat_text(st, metric_formatter(metric)) for st in stats])
         bold |= {(i, j + 1) for j, a in enumerate(alphas) if a == best}
     means = (f"the lowest mean {metric.upper().replace('_EXCESS', ' excess over the floor')} of the row among alphas "
              "with every seed completed.")
@@ -268,24 +243,26 @@ def grid_table(settings: list[Setting], metric: str, title: str) -> Table:
 
 
 def settings_table(settings: list[Setting], held: list[tuple[dict, dict]]) -> Table:
-    """What each setting trained, read from its records, and its loss keys held fixed across alpha."""
-    columns = ["setting", "task", "dataset", "dim", "alpha_schedule", "tangent", "anchor_weight", "adaptive_p",
-               "steps", "alphas", "seeds", "loss keys held fixed across alpha", "loss keys that vary with alpha"]
-    rows, cells = [], []
-    for s, (fixed, varying) in zip(settings, held):
-        row = {"setting": s.label} | {k: s.keys[k] for k in columns[1:8]} | {
+    """What each setting trained, read from its records, and its loss keys held fixed across alpha. The loss
+    keys are long, so they are written below the table (its note; each row holds them as plain values) rather
+    than as columns that would run off the page."""
+    columns = ["setting", *SETTING_KEYS, "steps", "alphas", "seeds"]
+    rows, cells, loss_keys = [], [], []
+    for s, (held_fixed, varying) in zip(settings, held):
+        rows.append({"setting": s.label} | {k: s.keys[k] for k in SETTING_KEYS} | {
             "steps": s.steps(), "alphas": s.alphas, "seeds": s.seeds,
-            "loss keys held fixed across alpha": fixed, "loss keys that vary with alpha": varying}
-        rows.append(row)
-        cells.append([s.label] + [str(s.keys[k]) for k in columns[1:8]] + [
-            ", ".join(map(str, row["steps"])) or "-",
+            "loss keys held fixed across alpha": held_fixed, "loss keys that vary with alpha": varying})
+        cells.append([s.label] + [str(s.keys[k]) for k in SETTING_KEYS] + [
+            ", ".join(map(str, rows[-1]["steps"])) or "-",
             ", ".join(f"{a:g}" if r.grid_alpha is not None else f"mean {a:g}" for a, r in zip(s.alphas, s.rows)),
-            ", ".join(map(str, s.seeds)), ", ".join(f"{k}={v}" for k, v in fixed.items()) or "-",
-            "; ".join(f"{k}: " + ", ".join(f"{v} at alpha={a:g}" for a, vs in by.items() for v in vs)
-                      for k, by in varying.items()) or "none"])
-    note = ("Loss keys come from each cell's resolved config.yaml (`loss` section), i.e. what the sweep file "
-            "set; anchor_weight and adaptive_p are also setting keys, so cells that differ in them are separate "
-            "settings. Steps: those of the completed cells.")
+            ", ".join(map(str, s.seeds))])
+        vary = "; ".join(f"{k}: " + ", ".join(f"{v} at alpha={a:g}" for a, vs in by.items() for v in vs)
+                         for k, by in varying.items()) or "none"
+        loss_keys.append(f"{s.label}: held fixed across alpha "
+                         f"{', '.join(f'{k}={v}' for k, v in held_fixed.items()) or '-'}; varying with alpha {vary}.")
+    note = (" ".join(["Loss keys:", *loss_keys]) + " Loss keys come from each cell's resolved config.yaml (`loss` "
+            "section), i.e. what the sweep file set; anchor_weight and adaptive_p are also setting keys, so cells "
+            "that differ in them are separate settings. Steps: those of the completed cells.")
     return Table("Settings", columns, rows, cells, note=note)
 
 
@@ -341,7 +318,7 @@ def diagnostics_table(settings: list[Setting], keys: list[str]) -> Table:
             st = stats[s.label, r.alpha]
             rows.append({"setting": s.label, "alpha": r.alpha, "done": r.count("completed")} | st)
             cells.append([s.label, f"{r.alpha:g}", f"{r.count('completed')}/{len(r.seeds)}"]
-                         + [fmt_auto(st[k]["mean"], st[k]["sem"]) for k in shown])
+                         + [fmt_pm(st[k]["mean"], st[k]["sem"]) for k in shown])
     note = "; ".join(said) + " (not shown as columns)." if said else ""
     return Table("Diagnostics (mean ± SEM over completed seeds)", columns, rows, cells, note=note)
 
@@ -359,5 +336,5 @@ def steps_table(curves: dict[str, dict[float, tuple[Any, Any]]], alphas: list[fl
                 hit = [float(v) for t, v in zip(steps, means) if int(t) == step]
                 values.append(hit[0] if hit else None)
             rows.append({"setting": label, "step": step} | dict(zip(columns[2:], values)))
-            cells.append([label, str(step)] + [fmt_auto(v, None) for v in values])
+            cells.append([label, str(step)] + [fmt_pm(v, None) for v in values])
     return Table(title, columns, rows, cells, note="Mean over the completed seeds at each logged step.")

@@ -1,11 +1,14 @@
 """The answer a sweep exists to give, per setting: which alpha is best, by how much against alpha = 0 (vanilla
-MeanFlow), and whether the difference is distinguishable from zero (docs/method.md 5).
+MeanFlow), and how sure (docs/method.md 7).
 
 The difference is paired by seed (cells of one seed share initial weights and every random draw across alphas,
-docs/design.md), and judged by a two-sided t-interval over those per-seed differences:
+docs/design.md). The setting's answer (`Verdict.answer`, mfsweep.report.answers) comes from simultaneous
+intervals over all alphas; the best alpha's unadjusted two-sided t-interval is kept beside it, labelled, for
+comparison with the paper:
 
     v = verdict(setting)                 # at the final step, from the records
-    v.sentence()                         # "swiss_roll: best alpha = 0.3 ..."
+    v.answer.sentence()                  # "swiss_roll: equivalent (flat): every alpha within ..."
+    v.sentence()                         # "swiss_roll: best alpha = 0.3 ... (unadjusted 95% paired t-interval ...)"
     matched_steps(setting, histories)    # the same verdict at every checkpoint of history.csv
 """
 from __future__ import annotations
@@ -16,7 +19,11 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+import yaml
+
 from mfsweep.report.aggregate import NOT_COMPLETED, Row, Setting, best_alpha, mean_sem
+from mfsweep.report.answers import DEFAULT_MARGIN, Answer, check_margin, decide, margin_for
+from mfsweep.report.formatting import decimals, fmt_pm
 
 CONFIDENCE = 0.95
 # Checkpoint metrics in the order the report looks for them: the 2-D/DGMM curve, then the DiT's FID.
@@ -67,30 +74,9 @@ def paired_by_seed(a: dict[int, float], b: dict[int, float]) -> Interval:
     return paired_interval([a[s] - b[s] for s in sorted(a.keys() & b.keys())])
 
 
-def decimals(sem: float, mean: float | None = None) -> int:
-    """Decimal places that show `sem` to 2 significant figures (after rounding, so 0.000999 reads 0.0010), but
-    never more than 6 significant figures of `mean` (a SEM at rounding-error level carries no information)."""
-    places = max(0, 1 - int(np.floor(np.log10(abs(float(f"{sem:.2g}"))))))
-    if mean:
-        places = min(places, max(0, 5 - int(np.floor(np.log10(abs(mean))))))
-    return places
-
-
-def fmt_pm(mean: float | None, sem: float | None, sign: bool = False) -> str:
-    """`mean ± sem` with the SEM to 2 significant figures and the mean to the same decimal place (4 significant
-    figures without a SEM), so that every number printed carries the precision it has."""
-    if mean is None:
-        return "-"
-    plus = "+" if sign else ""
-    if sem is None or sem == 0 or not np.isfinite(sem):
-        return f"{mean:{plus}.4g}"
-    places = decimals(sem, mean)
-    return f"{mean:{plus}.{places}f} ± {sem:.{places}f}"
-
-
 def _interval_text(iv: Interval) -> str:
     places = decimals(iv.sem, iv.mean) if iv.sem else 4
-    return f"{CONFIDENCE:.0%} paired t-interval [{iv.low:+.{places}f}, {iv.high:+.{places}f}]"
+    return f"unadjusted {CONFIDENCE:.0%} paired t-interval [{iv.low:+.{places}f}, {iv.high:+.{places}f}]"
 
 
 @dataclass
@@ -111,6 +97,8 @@ class Verdict:
     measured: bool = True  # some completed cell recorded the metric  # mean metric at alpha = 0, to say the difference's size relative to it
     # under a schedule other than constant (no alpha grid): the metric's (mean, SEM, completed seeds)
     scheduled: tuple[float | None, float | None, int] | None = None
+    # the setting's answer from simultaneous intervals (None without alpha = 0 and another alpha to compare)
+    answer: Answer | None = None
 
     def sentence(self) -> str:
         m = self.metric.upper()
@@ -168,9 +156,33 @@ def quality_metric(setting: Setting) -> str:
     return "sw1" if "sw1" in recorded or "fid" not in recorded else "fid"
 
 
-def verdict(setting: Setting, metric: str | None = None) -> Verdict:
+def configured_margin(setting: Setting) -> float:
+    """The setting's `verdict.margin` from its cells' resolved config.yaml (DEFAULT_MARGIN for records written
+    before the key existed); ValueError when the cells disagree or the value is out of range."""
+    shares = set()
+    for cell in setting.cells():
+        path = cell.path / "config.yaml"
+        if path.exists():
+            shares.add(((yaml.safe_load(path.read_text()) or {}).get("verdict") or {}).get("margin", DEFAULT_MARGIN))
+    if len(shares) > 1:
+        raise ValueError(f"{setting.label}: its cells' config.yaml disagree on verdict.margin ({sorted(shares)})")
+    return check_margin(shares.pop() if shares else DEFAULT_MARGIN)
+
+
+def setting_answer(setting: Setting, metric: str, margin: float, look: int = 1, max_looks: int = 1) -> Answer | None:
+    """`answers.decide` on the setting's completed cells (alphas of a constant grid; `margin` a share of alpha =
+    0's mean metric), or None when there is no alpha = 0 with a value and another alpha to compare it with."""
+    values = {r.alpha: v for r in setting.rows if r.grid_alpha is not None and (v := seed_values(r, metric))}
+    if not values.get(0.0) or len(values) < 2:
+        return None
+    return decide(values, margin=margin_for(margin, values), look=look, max_looks=max_looks, metric=metric,
+                  setting=setting.label)
+
+
+def verdict(setting: Setting, metric: str | None = None, margin: float | None = None) -> Verdict:
     """The final-step verdict from the records (`best_alpha`'s rule: lowest mean over alphas whose every seed
-    completed), on `metric` (default: `quality_metric`)."""
+    completed), on `metric` (default: `quality_metric`), with the setting's answer at `margin` (a share of alpha
+    = 0's mean metric; default: the cells' `verdict.margin`)."""
     metric = metric or quality_metric(setting)
     best = best_alpha(setting, metric)
     zero = _by_seed(setting, 0.0, metric)
@@ -188,8 +200,10 @@ def verdict(setting: Setting, metric: str | None = None) -> Verdict:
     if all(r.grid_alpha is None for r in setting.rows):  # a schedule's setting is its one row
         mean, sem = setting.rows[0].stats.get(metric, (None, None))
         scheduled = (mean, sem, setting.rows[0].count("completed"))
+    answer = None if scheduled else setting_answer(
+        setting, metric, configured_margin(setting) if margin is None else margin)
     return Verdict(setting.label, metric, best, against, difference, len(setting.seeds), counts,
-                   zero_row is not None, len(setting.rows), at_zero, measured, scheduled)
+                   zero_row is not None, len(setting.rows), at_zero, measured, scheduled, answer)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -268,7 +282,8 @@ def setting_histories(setting: Setting, read) -> dict[float, list[tuple[int, dic
 def as_dict(v: Verdict) -> dict[str, Any]:
     """Plain values for tables and notebooks."""
     d = v.difference
-    return {"setting": v.setting, "metric": v.metric, "best alpha": v.best, "compared alpha": v.against,
+    return {"setting": v.setting, "metric": v.metric, "answer": v.answer.answer if v.answer else None,
+            "best alpha": v.best, "compared alpha": v.against,
             "difference": None if d is None else d.mean, "sem": None if d is None else d.sem,
-            "n": 0 if d is None else d.n, "distinguishable": bool(d and d.distinguishable),
-            "sentence": v.sentence()}
+            "n": 0 if d is None else d.n, "distinguishable (unadjusted)": bool(d and d.distinguishable),
+            "answer sentence": v.answer.sentence() if v.answer else None, "sentence": v.sentence()}

@@ -169,7 +169,7 @@ def plan_cells(root: Path, context: str, alphas: Sequence[float | None], seeds: 
             for st in settings for a in alphas for s in seeds]
 
 
-def job_cells(root: Path, context: str, cfg: DictConfig, keys: Sequence[str] = ()) -> list[Cell]:
+def member_cells(root: Path, context: str, cfg: DictConfig, keys: Sequence[str] = ()) -> list[Cell]:
     """The cells of a job: every combination of its values of the setting `keys` (plus any other per-member key
     given as a list), alpha and seed. alpha is None for a schedule without `alpha.value`."""
     per_member = member_keys(cfg)

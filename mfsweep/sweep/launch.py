@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.sweep.cells import needs_training
-from mfsweep.sweep.plan import (assign_tasks, job_cells, merge_plan, plan_entries, setting_label, submitted_tasks,
+from mfsweep.sweep.plan import (assign_tasks, job_cells, merge_plan, plan_entries, overrides_label, submitted_tasks,
                                 varying, write_plan)
 from mfsweep.sweep.states import planned_cells
 
@@ -102,7 +102,7 @@ class PlannedLaunch:
         for c in cells:
             if c.entry["dir"] in kept and c.state in ("failed", "diverged"):
                 error = (c.record.get("error") or f"diverged at step {c.record.get('diverged_step')}").strip()
-                out.append(f"{setting_label(c.entry['setting'], keys)} alpha={c.entry['alpha']:g} "
+                out.append(f"{overrides_label(c.entry['setting'], keys)} alpha={c.entry['alpha']:g} "
                            f"seed={c.entry['seed']} ({c.state}: {error.splitlines()[0][:120]})")
         return out
 

@@ -20,8 +20,9 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.sweep.atomic import remove_temporaries, set_aside, write_json_atomic
-from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, job_cells as member_cells, setting_keys
+from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, member_cells, setting_keys
 from mfsweep.sweep.components import member_proxy, member_schedule
+from mfsweep.sweep.record import setting_fields
 
 PLAN = "plan.json"
 SCHEMA = 1
@@ -63,21 +64,20 @@ def varying(settings: Iterable[dict[str, str]]) -> list[str]:
     return [k for k in keys if len({str(s.get(k)) for s in settings}) > 1]
 
 
-def setting_label(setting: dict[str, str], varying_keys: list[str]) -> str:
+def overrides_label(setting: dict[str, str], varying_keys: list[str]) -> str:
     """The keys that tell this setting from the sweep's others; for a sweep of one setting, its dataset."""
     shown = [f"{k}={setting[k]}" for k in varying_keys if k in setting]
     return " ".join(shown or [f"{k}={v}" for k, v in setting.items() if k == "dataset"]) or "all cells"
 
 
 def record_keys(cfg: DictConfig, cell: Cell) -> dict[str, Any]:
-    """The record keys a cell's record will have that tell settings apart (aggregate.SETTING_KEYS), for
+    """The record keys a cell's record will have that tell settings apart (record.SETTING_KEYS), for
     a setting none of whose cells has a record yet: its schedule and proxy specs as its record will hold them."""
     own = cell.values()
     # the cell's own value of a packed key (`loss.adaptive_p=0.0,1.0` is a list in the job's config)
     get = lambda key: own[key] if key in own else OmegaConf.select(cfg, key)  # noqa: E731
-    return {"task": get("dataset.task"), "dataset": get("dataset.name"), "dim": get("dataset.dim"),
-            "alpha_schedule": member_schedule(cfg, [own]).spec(0), "tangent": member_proxy(cfg, [own]).spec(0),
-            "anchor_weight": get("loss.anchor_weight"), "adaptive_p": get("loss.adaptive_p")}
+    return setting_fields(get, task=get("dataset.task"), dim=get("dataset.dim"),
+                          alpha_schedule=member_schedule(cfg, [own]).spec(0), tangent=member_proxy(cfg, [own]).spec(0))
 
 
 def job_cells(cfg: DictConfig, root: Path, overrides: Sequence[str]) -> list[Cell]:

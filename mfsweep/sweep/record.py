@@ -1,13 +1,16 @@
 """The per-cell record `result.json` (docs/design.md, "The per-cell record"): a contract that reports,
 notebooks and outside checks read. One folder per grid cell holds `result.json`, `samples.npz`
-(`generated`, `reference`) and `history.csv`."""
+(`generated`, `reference`) and `history.csv`. A trained cell's record is assembled here (`cell_record`) from
+its config, its member of the trained task and its evaluation; the runner only writes it."""
 from __future__ import annotations
 
 import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
 
 from mfsweep.sweep.atomic import remove_temporaries, set_aside, write_json_atomic
 from mfsweep.sweep.lock import release
@@ -38,6 +41,17 @@ class UnreadableRecord(ValueError):
     def __init__(self, path: Path, why: str):
         super().__init__(f"{path}: {why}")
         self.path, self.why = Path(path), why
+# Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid): written by
+# `setting_fields`, for a cell's record and for a planned cell's entry (plan.json) alike, and grouped by in the
+# report (report/aggregate.py). The schedule and the proxy are there as their specs.
+SETTING_KEYS = ("task", "dataset", "dim", "alpha_schedule", "tangent", "anchor_weight", "adaptive_p")
+# Training losses and gradient variances as tail means of the history: (metric, history column, tail fraction).
+TAIL_MEANS = (("loss_mse", "train/loss_mse", 0.1), ("loss_weighted", "train/loss_weighted", 0.1),
+              ("grad_var", "diag/grad_var", 0.5), ("grad_var_total", "diag/grad_var_total", 0.5))
+
+if TYPE_CHECKING:
+    from mfsweep.sweep.cells import Cell
+    from mfsweep.tasks.meanflow import CellEval, MeanFlowModule
 
 
 def round_alpha(alpha: float | None) -> float | None:
@@ -82,6 +96,57 @@ def _finite_or_none(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+def setting_fields(get: Callable[[str], Any], *, task: str, dim: int, alpha_schedule: dict[str, Any],
+                   tangent: dict[str, Any]) -> dict[str, Any]:
+    """The record's `SETTING_KEYS`: the task, the dimension and the components' specs as given, the rest read by
+    `get(config key)` from the cell's own config."""
+    return {"task": task, "dataset": get("dataset.name"), "dim": dim, "alpha_schedule": alpha_schedule,
+            "tangent": tangent, "anchor_weight": get("loss.anchor_weight"), "adaptive_p": get("loss.adaptive_p")}
+
+
+def tail_mean(rows: list[dict[str, float]], key: str, fraction: float) -> float | None:
+    """Mean of `key` over the last `fraction` of the rows that hold it (at least one row)."""
+    values = [r[key] for r in rows if key in r]
+    if not values:
+        return None
+    return float(np.mean(values[-max(1, int(round(len(values) * fraction))):]))
+
+
+def cell_metrics(history: list[dict[str, float]], evaluated: dict[str, float] | None) -> dict[str, Any]:
+    """A cell's metrics: its evaluation's (none for a diverged cell) and the `TAIL_MEANS` of its history."""
+    return dict(evaluated or {}) | {name: tail_mean(history, key, f) for name, key, f in TAIL_MEANS}
+
+
+def cell_record(config: dict[str, Any], cell: Cell, task: MeanFlowModule, i: int, *, status: str, wall_s: float,
+                n_members: int, setting: dict[str, Any], error: str | None = None,
+                metrics: dict[str, Any] | None = None, diagnostics: dict[str, Any] | None = None,
+                result: CellEval | None = None) -> dict[str, Any]:
+    """The record of member `i` of a trained (or failed) `task`, the cell `cell` with its resolved `config`:
+    its `metrics` (`cell_metrics`), `diagnostics` (the task's summary) and evaluation `result` when it trained
+    to the end (completed or diverged); `setting` as the report tells it apart (the runner's)."""
+    diverged = task.diverged_step[i] if status == "diverged" else None
+    fields = setting_fields(lambda key: _select(config, key), task=task.task_name, dim=task.data_dim, alpha_schedule=task.schedule.spec(i),
+                            tangent=task.proxy.spec(i))
+    return make_record(
+        status=status, alpha=cell.alpha, seed=cell.seed, alpha_trajectory=task.schedule.trajectory(i), **fields,
+        steps=diverged if diverged is not None else task.global_step, wall_s=wall_s, error=error,
+        diverged_step=diverged, metrics=metrics,
+        eval_info=result.info if result is not None and status == "completed" else {},
+        diagnostics=diagnostics,
+        history=HISTORY if config["logger"]["name"] != "none" else None,
+        extra={"setting": setting,
+               "execution": {"members_in_job": n_members, "mode": "packed" if n_members > 1 else "per_run"}},
+        config=config,
+    )
+
+
+def _select(config: dict[str, Any], key: str) -> Any:
+    """`config`'s value at dotted `key` (the cell's own values are already in its config)."""
+    for part in key.split("."):
+        config = config[part]
+    return config
 
 
 def make_record(

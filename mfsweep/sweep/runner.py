@@ -1,7 +1,8 @@
 """The per-cell lifecycle of one job, which `mfsweep-train` (mfsweep/cli/train.py) runs once its config is
 valid: which cells to train (skip what is recorded, `sweep.rerun`; claim them against other jobs), training
-them (resuming from the job's checkpoint), their records (completed, diverged or failed; the one place a record
-is made), history, samples, W&B runs and figures.
+them (resuming from the job's checkpoint), and writing what each leaves: history, samples and its record
+(completed, diverged or failed; assembled by mfsweep/sweep/record.py), and closing its W&B run (the tracking
+draws its samples plot).
 
 Heavy libraries (Lightning, W&B, matplotlib, the tasks) are imported inside `run`, so importing this module
 stays cheap.
@@ -17,14 +18,13 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.sweep.atomic import StorageError, write_bytes_atomic, write_csv_atomic, write_npz_atomic
-from mfsweep.sweep.cells import Cell, context_overrides, job_cells, needs_training, override_key, setting_keys
+from mfsweep.sweep.cells import Cell, context_overrides, member_cells, needs_training, override_key, setting_keys
 from mfsweep.sweep.lock import claim
-from mfsweep.sweep.record import HISTORY, SAMPLES, make_record, prepare_cell, write_record
+from mfsweep.sweep.record import HISTORY, SAMPLES, cell_metrics, cell_record, prepare_cell, write_record
 
 if TYPE_CHECKING:
     from mfsweep.tasks.meanflow import CellEval, MeanFlowModule
@@ -52,21 +52,13 @@ def _context_values(overrides: Sequence[str], packed_keys: Sequence[str]) -> dic
             if "=" in o}
 
 
-def _flat(cfg: DictConfig, cell: Cell, task: MeanFlowModule, i: int, setting: dict[str, Any]) -> dict[str, Any]:
-    """Cell `i`'s W&B config: flat keys to filter a dashboard by (the schedule and proxy by name; their keys are
-    in `cfg`), then its whole config."""
-    return {"alpha": cell.alpha, "seed": cell.seed, "dataset": cfg.dataset.name,
+def _flat(config: dict[str, Any], cell: Cell, task: MeanFlowModule, setting: dict[str, Any]) -> dict[str, Any]:
+    """A cell's W&B config: flat keys to filter a dashboard by (the schedule and proxy by name; their keys are
+    in `cfg`), then its whole resolved `config`."""
+    return {"alpha": cell.alpha, "seed": cell.seed, "dataset": config["dataset"]["name"],
             "alpha_schedule": task.schedule.name, "tangent": task.proxy.name,
-            "dim": cfg.dataset.dim, "model": cfg.model.name, "task": task.task_name, **dict(cell.setting),
-            "setting": setting, "cfg": cell_config(cfg, cell)}
-
-
-def _tail_mean(rows: list[dict[str, float]], key: str, fraction: float) -> float | None:
-    """Mean of `key` over the last `fraction` of the rows that hold it (at least one row)."""
-    values = [r[key] for r in rows if key in r]
-    if not values:
-        return None
-    return float(np.mean(values[-max(1, int(round(len(values) * fraction))):]))
+            "dim": config["dataset"]["dim"], "model": config["model"]["name"], "task": task.task_name,
+            **dict(cell.setting), "setting": setting, "cfg": config}
 
 
 def checkpoint_path(root: Path, context: str, cells: list[Cell]) -> Path:
@@ -80,7 +72,7 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
     from the job's last checkpoint when one exists). `overrides` are the job's command-line overrides: the
     per-member keys they name are part of each cell's setting (and folder), the others of the job's context."""
     packed_keys = list(cfg.sweep.packed_keys)
-    cells = job_cells(root, context, cfg, setting_keys(overrides, packed_keys))
+    cells = member_cells(root, context, cfg, setting_keys(overrides, packed_keys))
     todo = [c for c in cells if needs_training(c, cfg.sweep.rerun)]
     for c in cells:
         if c not in todo:
@@ -106,10 +98,11 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
                                                     [dict(c.setting) for c in todo])
     context_values = _context_values(overrides, packed_keys)
     settings = [cell_setting(c, context_values) for c in todo]
+    configs = [cell_config(cfg, c) for c in todo]
     group = cfg.sweep.name or "-".join(Path(root).resolve().parts[-2:])
-    tracking = CellTracking([c.dir for c in todo], [_flat(cfg, c, task, i, st) for i, (c, st) in enumerate(zip(todo, settings))],
+    tracking = CellTracking([c.dir for c in todo], [_flat(config, c, task, st) for config, c, st in zip(configs, todo, settings)],
                             OmegaConf.to_container(cfg.logger), group=group, job_type=task.task_name,
-                            names=[c.name.replace("/", " ") for c in todo])
+                            names=[c.name for c in todo])
     ckpt = checkpoint_path(root, context, todo)
     label = f"{cfg.dataset.name} x{len(todo)}" if len(todo) > 1 else todo[0].name
     last = LastCheckpoint(ckpt, cfg.trainer.checkpoint_every)
@@ -124,8 +117,8 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
         num_sanity_val_steps=0, limit_val_batches=0, callbacks=callbacks,
     )
     rank_zero = trainer.is_global_zero  # under DDP only rank 0 writes files and evaluates
-    for c in todo if rank_zero else []:
-        write_bytes_atomic(c.dir / "config.yaml", OmegaConf.to_yaml(cell_config(cfg, c)).encode())
+    for c, config in zip(todo, configs) if rank_zero else []:
+        write_bytes_atomic(c.dir / "config.yaml", OmegaConf.to_yaml(config).encode())
     if ckpt.exists():
         log.info("resuming from %s", ckpt)
     start = time.perf_counter()
@@ -144,88 +137,42 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
             raise
         wall = (time.perf_counter() - start) / len(todo)
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-        for i, (c, st) in enumerate(zip(todo, settings)):
-            write_record(c.dir, _record(cfg, task, i, c, st, "failed", wall, error=error, n_members=len(todo)))
+        for i, (c, st, config) in enumerate(zip(todo, settings, configs)):
+            write_record(c.dir, cell_record(config, c, task, i, status="failed", wall_s=wall, n_members=len(todo),
+                                            setting=st, error=error))
         tracking.finish([{"error": error}] * len(todo), [None] * len(todo), exit_code=1)
         raise
     wall = (time.perf_counter() - start) / len(todo)
-    records = [_finish_cell(cfg, task, i, c, st, res, wall, len(todo), draw=tracking.enabled)
-               for i, (c, st, res) in enumerate(zip(todo, settings, results))]
-    tracking.finish([r.pop("_summary") for r in records], [r.pop("_figure") for r in records])
-    if tracking.enabled:
-        import matplotlib.pyplot as plt
-
-        plt.close("all")
-    return records
+    finished = [_finish_cell(config, c, task, i, st, res, wall, len(todo))
+                for i, (c, st, res, config) in enumerate(zip(todo, settings, results, configs))]
+    records, summaries, samples = zip(*finished)
+    tracking.finish(summaries, samples)
+    return list(records)
 
 
-def _finish_cell(cfg: DictConfig, task: MeanFlowModule, i: int, cell: Cell, setting: dict[str, Any], res: CellEval,
-                 wall: float, n_members: int, draw: bool) -> dict[str, Any]:
-    """Write one cell's history, samples and record; return the record (with its W&B summary, and its sample
-    figure when `draw`: only the W&B run shows it)."""
+def _finish_cell(config: dict[str, Any], cell: Cell, task: MeanFlowModule, i: int, setting: dict[str, Any],
+                 res: CellEval, wall: float, n_members: int) -> tuple[dict[str, Any], dict[str, Any], dict | None]:
+    """Write one cell's history, samples and record; return the record, its W&B summary and the samples its
+    W&B run plots."""
+    from mfsweep.tasks.tracking import summary  # with Lightning, which `run` has imported
+
     diverged = task.diverged_step[i]
-    history = task.history[i]
-    if cfg.logger.name != "none":
-        keys = sorted({k for row in history for k in row} - {"step"})
-        write_csv_atomic(cell.dir / HISTORY, history, ["step"] + keys)
-    metrics = dict(res.metrics) if diverged is None else {}
-    metrics["loss_mse"] = _tail_mean(history, "train/loss_mse", 0.1)
-    metrics["loss_weighted"] = _tail_mean(history, "train/loss_weighted", 0.1)
-    metrics["grad_var"] = _tail_mean(history, "diag/grad_var", 0.5)  # tail mean over the second half
-    metrics["grad_var_total"] = _tail_mean(history, "diag/grad_var_total", 0.5)
-    figure = None
-    if diverged is None and res.arrays:
-        write_npz_atomic(cell.dir / SAMPLES, **res.arrays)
-        figure = _figure(res.arrays, cell.name) if draw else None
-    status = "completed" if diverged is None else "diverged"
+    if config["logger"]["name"] != "none":
+        keys = sorted({k for row in task.history[i] for k in row} - {"step"})
+        write_csv_atomic(cell.dir / HISTORY, task.history[i], ["step"] + keys)
+    samples = res.arrays if diverged is None and res.arrays else None
+    if samples:
+        write_npz_atomic(cell.dir / SAMPLES, **samples)
+    metrics = cell_metrics(task.history[i], res.metrics if diverged is None else None)
     diagnostics = task.diagnostics_summary(i)
-    record = _record(cfg, task, i, cell, setting, status, wall, diverged_step=diverged, metrics=metrics,
-                     eval_info=res.info if diverged is None else {}, diagnostics=diagnostics, n_members=n_members)
-    write_record(cell.dir, record)
+    status = "completed" if diverged is None else "diverged"
+    write_record(cell.dir, record := cell_record(config, cell, task, i, status=status, wall_s=wall, n_members=n_members,
+                                                 setting=setting, metrics=metrics, diagnostics=diagnostics, result=res))
     sw1 = metrics.get("sw1")
     log.info("cell %s: %s%s  (%s)", cell.name, status,
              f" sw1={sw1:.4f} sw2={metrics['sw2']:.4f}" if sw1 is not None else (f" at step {diverged}" if diverged else ""),
              cell.dir)
-    # Every cell carries the same summary keys (null where not measured, e.g. FID on 2-D data), so one
-    # W&B dashboard serves every task.
-    summary = {f"eval/{k}": metrics.get(k) for k in ("sw1", "sw2", "fid")}
-    summary |= {f"diag/{k}": metrics.get(k) for k in ("grad_var", "grad_var_total")}
-    summary |= {f"diag/{k}": v for k, v in (diagnostics or {}).items() if isinstance(v, float)}
-    return record | {"_summary": summary, "_figure": figure}
-
-
-def _figure(arrays: dict[str, Any], title: str) -> Any:
-    """The samples plot for the cell's W&B run: a scatter of 2-D samples, or an image grid."""
-    gen, ref = arrays.get("generated"), arrays.get("reference")
-    if gen is not None and gen.ndim == 2 and gen.shape[1] >= 2:
-        from mfsweep.report.plots import scatter_samples
-
-        return scatter_samples(gen[:5000], None if ref is None else ref[:5000], title=title)
-    if gen is not None and gen.ndim == 4:
-        from mfsweep.report.sample_grid import image_grid
-
-        return image_grid(gen[:64], title=title)
-    return None
-
-
-def _record(cfg: DictConfig, task: MeanFlowModule, i: int, cell: Cell, setting: dict[str, Any], status: str,
-            wall: float, *,
-            n_members: int, error: str | None = None, diverged_step: int | None = None, metrics: dict | None = None,
-            eval_info: dict | None = None, diagnostics: dict | None = None) -> dict[str, Any]:
-    own = cell.values()
-    loss = {k: own.get(f"loss.{k}", cfg.loss[k]) for k in ("anchor_weight", "adaptive_p")}
-    return make_record(
-        status=status, task=task.task_name, dataset=cfg.dataset.name, dim=task.data_dim, alpha=cell.alpha,
-        seed=cell.seed, alpha_schedule=task.schedule.spec(i), alpha_trajectory=task.schedule.trajectory(i),
-        tangent=task.proxy.spec(i), anchor_weight=loss["anchor_weight"],
-        adaptive_p=loss["adaptive_p"], steps=diverged_step if diverged_step is not None else task.global_step,
-        wall_s=wall, error=error, diverged_step=diverged_step, metrics=metrics, eval_info=eval_info,
-        diagnostics=diagnostics,
-        history=HISTORY if cfg.logger.name != "none" else None,
-        extra={"setting": setting,
-               "execution": {"members_in_job": n_members, "mode": "packed" if n_members > 1 else "per_run"}},
-        config=cell_config(cfg, cell),
-    )
+    return record, summary(metrics, diagnostics), samples
 
 
 def quiet() -> None:

@@ -51,9 +51,5 @@ class MemberValues(torch.nn.Module):
     def list(self, key: str) -> list[Any]:
         return list(self.lists[key])
 
-    def uniform(self, key: str) -> bool:
-        """Whether every member has the same value of `key` (the job then takes one code path for all)."""
-        return all(v == self.lists[key][0] for v in self.lists[key])
-
     def any_positive(self, key: str) -> bool:
         return any(v > 0 for v in self.lists[key])

@@ -29,13 +29,22 @@ def drop_earlier_parts(cell_dir: Path, run_id: str) -> None:
         shutil.rmtree(part, ignore_errors=True)
 
 
+def summary(metrics: dict[str, Any], diagnostics: dict[str, Any] | None) -> dict[str, Any]:
+    """A cell's W&B summary. Every cell carries the same keys (null where not measured, e.g. FID on 2-D data),
+    so one W&B dashboard serves every task."""
+    out = {f"eval/{k}": metrics.get(k) for k in ("sw1", "sw2", "fid")}
+    out |= {f"diag/{k}": metrics.get(k) for k in ("grad_var", "grad_var_total")}
+    return out | {f"diag/{k}": v for k, v in (diagnostics or {}).items() if isinstance(v, float)}
+
+
 class CellTracking(L.Callback):
-    """Streams each member's history rows to its cell's W&B run; `finish` adds the summary and plot."""
+    """Streams each member's history rows to its cell's W&B run; `finish` adds the summary and samples plot."""
 
     def __init__(self, cell_dirs: Sequence[Path], configs: Sequence[dict[str, Any]], logger_cfg: dict[str, Any], group: str,
                  job_type: str, names: Sequence[str] | None = None):
         self.cell_dirs, self.configs = list(cell_dirs), list(configs)
-        # Run names: the cells' names (setting and alpha, seed), unique within the group.
+        # The cells' names (setting/alpha, seed), unique within the group: the samples plots' titles, and with
+        # spaces for slashes the runs' names.
         self.names = list(names) if names is not None else [Path(d).name for d in self.cell_dirs]
         self.cfg, self.group, self.job_type = dict(logger_cfg), group, job_type
         self.runs: list[Any] = []
@@ -58,7 +67,7 @@ class CellTracking(L.Callback):
             self.runs.append(wandb.init(
                 project=self.cfg.get("project", "mfsweep"), entity=self.cfg.get("entity"), group=self.group,
                 job_type=self.job_type, tags=list(self.cfg.get("tags") or []), config=config | {"wandb_run_id": run_id},
-                name=name, id=run_id, resume="allow", dir=str(cell_dir), mode=mode,
+                name=name.replace("/", " "), id=run_id, resume="allow", dir=str(cell_dir), mode=mode,
                 reinit="create_new", settings=wandb.Settings(silent=True, console="off"),
             ))
 
@@ -104,9 +113,10 @@ class CellTracking(L.Callback):
                 for run, row in zip(self.runs, rows):
                     run.log({k: v for k, v in row.items() if k != "step"}, step=step)
 
-    def finish(self, summaries: Sequence[dict[str, Any]], figures: Sequence[Any], exit_code: int = 0) -> None:
-        """Write each run's summary (`eval/...` keys, null where not measured) and sample plot, then close it.
-        A failure (`exit_code` != 0) is logged even when it came before training started its runs, so the
+    def finish(self, summaries: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any] | None],
+               exit_code: int = 0) -> None:
+        """Write each run's summary (`summary`) and the plot of its samples (`samples.npz`'s arrays, or None),
+        then close it. A failure (`exit_code` != 0) is logged even when it came before training started its runs, so the
         dashboard shows every cell: status failed, the error (a summary key) in the summary."""
         if exit_code:
             with self._guarded("starting the runs of failed cells"):
@@ -115,15 +125,21 @@ class CellTracking(L.Callback):
             return
         import wandb
 
+        from mfsweep.tasks.sample_figure import sample_figure  # matplotlib: only where a run shows a plot
+
         with self._guarded("writing the summary"):
-            for run, summary, fig in zip(self.runs, summaries, figures):
+            for run, name, values, arrays in zip(self.runs, self.names, summaries, samples):
+                fig = sample_figure(arrays, name) if arrays else None
                 # Commit the last step's row (with the plot) first: committed later, its values (e.g. the last
                 # diag/grad_var) would overwrite the summary's.
                 run.log({"eval/samples": wandb.Image(fig)} if fig is not None else {}, commit=True)
-                for k, v in summary.items():
+                for k, v in values.items():
                     run.summary[k] = v
                 run.finish(exit_code=exit_code)
         self.runs = []
+        import matplotlib.pyplot as plt
+
+        plt.close("all")  # wandb.Image hands the figures to pyplot
 
     def interrupted(self) -> None:
         """After SIGTERM (a preemption, `scontrol requeue`, `scancel`): leave the runs open for the resumed cell

@@ -12,6 +12,8 @@ from mfsweep.method.schedule import ConstantAlpha
 from mfsweep.tasks.meanflow import GradVarConfig, LossConfig, OptimConfig
 from mfsweep.tasks.vector import VectorTask
 
+F64 = torch.float64
+
 
 def _task(anchor_weight=0.0) -> VectorTask:
     return VectorTask(
@@ -69,3 +71,43 @@ def test_measuring_does_not_touch_training_stream_or_grads():
     for x, y in zip(a.draw_batch().__dict__.values(), b.draw_batch().__dict__.values()):
         if x is not None:
             assert torch.equal(x, y)
+
+
+# --- written against mutants and bugs that once survived the suite (docs/testing.md, "Where the mutant tests live") ---
+
+
+def test_total_variance_needs_two_replicas_and_two_give_half_the_squared_difference():
+    with pytest.raises(ValueError, match=r"needs at least 2 replicas, got 1$"):
+        total_variance(torch.ones(1, 5))
+    g = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
+    torch.testing.assert_close(total_variance(g), ((g[0] - g[1]) ** 2).sum(-1) / 2)
+
+
+@pytest.mark.parametrize("n_replicas", [2, 5])
+def test_streaming_variance_equals_total_variance_for_any_leading_shape(n_replicas):
+    """Welford, replica by replica, equals the batch formula for replicas (..., P) of any leading shape
+    (here (E, A, P)), from two replicas on; one replica is refused by message."""
+    from mfsweep.method.gradvar import StreamingTotalVariance
+
+    g = torch.randn(n_replicas, 2, 3, 7, generator=torch.Generator().manual_seed(5), dtype=F64)
+    acc = StreamingTotalVariance()
+    acc.add(g[0])
+    with pytest.raises(ValueError, match=r"needs at least 2 replicas, got 1$"):
+        acc.value()
+    for replica in g[1:]:
+        acc.add(replica)
+    torch.testing.assert_close(acc.value(), total_variance(g))
+    assert acc.value().shape == (2, 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_streaming_variance_stays_on_the_gradients_device():
+    """Gradients on a GPU: the accumulator lives there too (an m2 left on the CPU fails at the second add)."""
+    from mfsweep.method.gradvar import StreamingTotalVariance
+
+    g = torch.randn(3, 2, 5, generator=torch.Generator().manual_seed(0), dtype=F64)
+    acc = StreamingTotalVariance()
+    for replica in g:
+        acc.add(replica.cuda())
+    assert acc.value().device.type == "cuda"
+    torch.testing.assert_close(acc.value().cpu(), total_variance(g))

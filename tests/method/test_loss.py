@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from mfsweep.method.jvp import functional_jvp
-from mfsweep.method.loss import adaptive_weight, flow_matching_anchor, meanflow_loss
+from mfsweep.method.loss import adaptive_weight, flow_matching_anchor, meanflow_loss, meanflow_target
 from mfsweep.method.tangent import boundary_r, mix_tangent
+from mfsweep.models.dit import DiT
 from mfsweep.models.mlp import EnsembleMLP
 
 E, B, D = 2, 16, 2
+F64 = torch.float64
 
 
 def _model(dtype=torch.float64, width=16, members=E) -> EnsembleMLP:
@@ -155,3 +157,107 @@ def test_members_are_independent():
     torch.testing.assert_close(base.sq[1], other.sq[1])
     for a, b in zip(g, _grads(model, other.weighted())):
         torch.testing.assert_close(a[1], b[1])
+
+
+# --- written against mutants and bugs that once survived the suite (docs/testing.md, "Where the mutant tests live") ---
+
+
+def test_meanflow_loss_defaults_are_meanflows_adaptive_weight():
+    """Without p and eps the weight is MeanFlow's 1 / (||err||^2 + 1e-3) (p = 1), by hand on a linear u = M z."""
+    from mfsweep.method.loss import meanflow_loss
+
+    g = torch.Generator().manual_seed(2)
+    mat = torch.randn(2, 2, generator=g, dtype=F64)
+    z, v = torch.randn(6, 2, generator=g, dtype=F64), torch.randn(6, 2, generator=g, dtype=F64)
+    t = torch.rand(6, generator=g, dtype=F64)
+    r = 0.5 * t
+    terms = meanflow_loss(lambda z_, r_, t_, dz, dr, dt: (z_ @ mat.T, dz @ mat.T), z, r, t, v, v)
+    sq = ((z @ mat.T - (v - (t - r)[:, None] * (v @ mat.T))) ** 2).sum(-1)
+    torch.testing.assert_close(terms.sq, sq)
+    torch.testing.assert_close(terms.weight, 1.0 / (sq + 1e-3))
+
+
+def test_meanflow_target_cuts_a_graph_that_du_carries():
+    """`du` from `torch.func.jvp` carries a graph; the target must not pass it on, and its value is
+    `v_c - h du` by hand."""
+    theta = torch.tensor([2.0], requires_grad=True)
+    du = theta * torch.tensor([1.0, -3.0])
+    v_c, h = torch.tensor([0.5, 0.25]), torch.tensor([0.5])
+    target = meanflow_target(v_c, h, du)
+    assert du.requires_grad and not target.requires_grad
+    torch.testing.assert_close(target, torch.tensor([0.5 - 0.5 * 2.0, 0.25 + 0.5 * 6.0]))
+
+
+def _mlp() -> EnsembleMLP:
+    m = EnsembleMLP(2, 2, width=16).double()
+    for i in range(2):
+        m.init_member(i, torch.Generator().manual_seed(20 + i))
+    return m
+
+
+def _mlp_batch():
+    g = torch.Generator().manual_seed(4)
+    x, e = torch.randn(2, 8, 2, generator=g, dtype=torch.float64), torch.randn(2, 8, 2, generator=g, dtype=torch.float64)
+    t = torch.rand(2, 8, generator=g, dtype=torch.float64) * 0.8 + 0.1
+    r = t * torch.rand(2, 8, generator=g, dtype=torch.float64)
+    return (1 - t[..., None]) * x + t[..., None] * e, r, t, e - x
+
+
+def _tiny_dit() -> DiT:
+    model = DiT(input_size=4, patch_size=2, in_channels=2, hidden_size=16, depth=1, num_heads=2, num_classes=3).double()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # lift adaLN-Zero so that u and du depend on every parameter
+        for name, p in model.named_parameters():
+            if "adaLN_modulation" in name or name.startswith("final_layer.linear"):
+                p.copy_(0.2 * torch.randn(p.shape, generator=g, dtype=torch.float64))
+    return model
+
+
+def _dit_batch():
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    a, b = torch.rand(3, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64)
+    return z, torch.minimum(a, b), torch.maximum(a, b) * 0.8 + 0.2, torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+
+
+def _case(path: str):
+    """(model, u_fn, jvp_fn, z, r, t, v_c, sample_ndim) for one JVP path."""
+    if path == "dit":
+        model = _tiny_dit()
+        y = torch.tensor([0, 1, 3])  # 3 is the null class
+        z, r, t, v_c = _dit_batch()
+        u_fn = lambda z_, r_, t_: model(z_, r_, t_, y)  # noqa: E731
+        jvp_fn = lambda *a: model.jvp(*a, y)  # noqa: E731
+        return model, u_fn, jvp_fn, z, r, t, v_c, 3
+    model = _mlp()
+    z, r, t, v_c = _mlp_batch()
+    jvp_fn = model.jvp if path == "hand" else functools.partial(functional_jvp, model)
+    return model, model, jvp_fn, z, r, t, v_c, 1
+
+
+@pytest.mark.parametrize("path", ["hand", "functional", "dit"])
+def test_loss_gradient_flows_through_the_prediction_only_on_every_jvp_path(path):
+    """d/dtheta of the MeanFlow loss equals d/dtheta of w ||u_theta - C||^2 with C = v_c - (t - r) du built
+    from a central finite difference of the model under no_grad: an independent target that no graph can
+    reach. On the DiT and functional paths `du` carries a graph, so a target without `.detach()` changes the
+    gradients (by ~1e-2 on the DiT)."""
+    model, u_fn, jvp_fn, z, r, t, v_c, nd = _case(path)
+    _, du_check = jvp_fn(z, r, t, v_c, torch.zeros_like(r), torch.ones_like(t))
+    if path != "hand":
+        assert du_check.requires_grad  # the path under test really hands the loss a du with a graph
+    terms = meanflow_loss(jvp_fn, z, r, t, v_c, v_c, p=1.0, eps=1e-3, sample_ndim=nd)
+    model.zero_grad()
+    terms.weighted().sum().backward()
+    got = [p.grad.clone() for p in model.parameters()]
+
+    eps = 1e-6
+    h = (t - r).reshape(t.shape + (1,) * nd)
+    with torch.no_grad():
+        du = (u_fn(z + eps * v_c, r, t + eps) - u_fn(z - eps * v_c, r, t - eps)) / (2 * eps)
+        const = v_c - h * du
+    model.zero_grad()
+    sq = (u_fn(z, r, t) - const).pow(2).flatten(start_dim=t.dim()).sum(-1)
+    w = 1.0 / (sq.detach() + 1e-3)
+    (w * sq).mean(-1).sum().backward()
+    for (name, p), g in zip(model.named_parameters(), got):
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-8, msg=lambda m: f"{name}: {m}")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hand_mutants import hand_mutant_tests
 from numpy.lib.stride_tricks import sliding_window_view
 
 from mfsweep.metrics import classifier as clf
@@ -222,3 +223,17 @@ def test_a_cache_file_holding_more_than_weights_is_refused_not_unpickled(tmp_pat
     x, y = torch.rand(6, 16, 16, 3), torch.tensor([0, 1, 2, 0, 1, 2])
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         cached_classifier_features(tmp_path, "toy", x, y, 3, seed=0, epochs=1)
+
+
+# --- hand-made mutants of the decorated functions mutmut skips (tests/hand_mutants.py, docs/testing.md) ---
+
+CLF_INIT = ["mfsweep.metrics.classifier", "_init_"]
+CLF_INIT_DETECT = [test_init_replays_uniform_fan_in_draws_from_the_generator_only]
+# (id, module, qualname, old, new, detectors): `old` occurs exactly once in the function's source.
+MUTANTS = [
+    ("classifier-init-fan-in-of-whole-weight", *CLF_INIT, "m.weight[0].numel()", "m.weight.numel()", CLF_INIT_DETECT),
+    ("classifier-init-weights-only", *CLF_INIT, "for p in (m.weight, m.bias):", "for p in (m.weight,):", CLF_INIT_DETECT),
+    ("classifier-init-not-centred", *CLF_INIT, "* 2 - 1) * bound", "* 2) * bound", CLF_INIT_DETECT),
+    ("classifier-init-linear-skipped", *CLF_INIT, "(nn.Conv2d, nn.Linear)", "(nn.Conv2d,)", CLF_INIT_DETECT),
+]
+test_an_unchanged_copy_passes_the_same_tests, test_hand_mutant_is_detected = hand_mutant_tests(MUTANTS)

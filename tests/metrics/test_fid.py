@@ -2,6 +2,7 @@
 reference cache, and the Inception weights path (offline)."""
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from unittest import mock
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from hand_mutants import hand_mutant_tests, with_tmp
 from torch import nn
 
-from mfsweep.metrics.fid import FID, INCEPTION_WEIGHTS_KEY, inception_fid
+from mfsweep.metrics import fid as fid_mod
+from mfsweep.metrics.fid import FID, INCEPTION_WEIGHTS_KEY, check_images, check_inception_weights, inception_fid
 
 N, SIZE = 96, 16
 
@@ -191,3 +194,348 @@ def test_inception_path_runs_offline_from_a_local_file(tmp_path: Path):
         feats = ref_net((images(0, n=2) * 255).round().to(torch.uint8))[0].double().numpy()
     np.testing.assert_allclose(mu, feats.mean(0), rtol=1e-4, atol=1e-6 * np.abs(feats).max())
     np.testing.assert_allclose(sigma, np.cov(feats, rowvar=False), rtol=1e-3, atol=1e-5 * np.abs(feats).max() ** 2)
+
+
+# --- written against mutants and bugs that once survived the suite (docs/testing.md, "Where the mutant tests live") ---
+
+
+def exactly(message: str) -> str:
+    return "^" + re.escape(message) + "$"
+
+
+def features(net: nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return net(x).double().numpy()
+
+
+def frechet(mu1, s1, mu2, s2) -> float:
+    root = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * root))
+
+
+def test_inception_weights_messages_in_full(tmp_path: Path):
+    with pytest.raises(ValueError, match=exactly(
+            "metrics.fid.inception_weights is not set: FID with Inception needs torch-fidelity's local weights file "
+            "weights-inception-2015-12-05-6726825d.pth (nothing is downloaded)")):
+        check_inception_weights(None)
+    missing = tmp_path / "w.pth"
+    with pytest.raises(ValueError, match=exactly(
+            f"metrics.fid.inception_weights: Inception weights file not found: {missing} "
+            "(expected torch-fidelity's weights-inception-2015-12-05-6726825d.pth; nothing is downloaded)")):
+        check_inception_weights(str(missing))
+    missing.write_bytes(b"")
+    assert check_inception_weights(str(missing)) == missing
+    assert INCEPTION_WEIGHTS_KEY == "metrics.fid.inception_weights"
+
+
+@pytest.mark.parametrize("bad, got", [
+    ([[0.5]], "list"),
+    (torch.rand(3, 4, 4), "(3, 4, 4)"),
+    (torch.rand(2, 1, 4, 4), "(2, 1, 4, 4)"),
+    (torch.rand(2, 4, 3, 3), "(2, 4, 3, 3)"),      # 3 on the wrong axis
+    (torch.rand(2, 3, 4, 4, 1), "(2, 3, 4, 4, 1)"),
+])
+def test_images_of_the_wrong_kind_or_shape_are_refused_with_their_shape(bad, got):
+    with pytest.raises(ValueError, match=exactly(f"images: expected a float tensor (N, 3, H, W) in [0, 1], got {got}")):
+        check_images(bad)
+
+
+def test_integer_images_are_refused_with_their_dtype():
+    with pytest.raises(ValueError, match=exactly("images: expected floats in [0, 1], got dtype torch.uint8")):
+        check_images(torch.zeros(2, 3, 4, 4, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("low, high", [(-1e-3, 0.5), (0.2, 1.001), (0.2, 1.5), (-0.25, 1.25)])
+def test_values_outside_the_unit_interval_are_refused_with_the_range(low, high):
+    x = torch.full((2, 3, 4, 4), 0.5)
+    x[0, 0, 0, 0], x[1, 2, 3, 3] = low, high
+    with pytest.raises(ValueError, match=exactly(f"images: values must lie in [0, 1], got [{min(low, 0.5):.4g}, {high:.4g}]")):
+        check_images(x)
+
+
+def test_exactly_zero_and_one_and_an_empty_batch_are_accepted():
+    x = torch.zeros(2, 3, 4, 4)
+    x[1] = 1.0
+    assert check_images(x) is x
+    empty = torch.empty(0, 3, 4, 4)
+    assert check_images(empty) is empty
+    half = torch.full((1, 3, 2, 2), 0.5, dtype=torch.float64)
+    assert check_images(half) is half
+
+
+def test_constructor_messages_and_smallest_batch():
+    with pytest.raises(ValueError, match=exactly(
+            "FID: give either a feature network or metrics.fid.inception_weights, not both")):
+        FID(feature_net(), inception_weights="w.pth")
+    with pytest.raises(ValueError, match=exactly("batch_size must be >= 1, got 0")):
+        FID(feature_net(), batch_size=0)
+    fid = FID(feature_net(), batch_size=1)
+    assert fid.batch_size == 1 and fid.device == torch.device("cpu") and fid.reference_cache is None
+    assert FID(feature_net()).batch_size == 64
+    assert FID(feature_net(), reference_cache=str(Path("a") / "b.npz")).reference_cache == Path("a") / "b.npz"
+
+
+def test_no_reference_and_too_few_images_messages_in_full():
+    fid = FID(feature_net())
+    no_ref = exactly("FID: no reference set: call set_reference() first")
+    with pytest.raises(RuntimeError, match=no_ref):
+        fid.score(images(0))
+    with pytest.raises(RuntimeError, match=no_ref):
+        fid.reference_stats()
+    with pytest.raises(ValueError, match=exactly("images: the reference set needs at least 2 images, got 1")):
+        fid.set_reference(images(0, n=1))
+    with pytest.raises(ValueError, match=exactly("images: the reference set needs at least 2 images, got 0")):
+        fid.set_reference([])
+    fid.set_reference(images(0))
+    with pytest.raises(ValueError, match=exactly("generated: FID needs at least 2 generated images")):
+        fid.score(images(1, n=1))
+
+
+def test_two_images_on_each_side_are_enough_and_match_scipy():
+    net = feature_net()
+    x, y = images(0, n=2), images(1, shift=0.2, n=2)
+    fid = FID(net)
+    fid.set_reference(x)
+    assert fid.reference_n == 2
+    fx, fy = features(net, x), features(net, y)
+    expected = frechet(fx.mean(0), np.cov(fx, rowvar=False), fy.mean(0), np.cov(fy, rowvar=False))
+    assert fid.score(y) == pytest.approx(expected, rel=1e-3, abs=1e-6)
+
+
+def test_a_second_set_reference_replaces_the_first():
+    net = feature_net()
+    fid = FID(net)
+    fid.set_reference(images(0))
+    fid.set_reference(images(5, shift=0.3, n=40))
+    mu, sigma, n = fid.reference_stats()
+    f = features(net, images(5, shift=0.3, n=40))
+    assert n == 40 and fid.reference_n == 40
+    np.testing.assert_allclose(mu, f.mean(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(sigma, np.cov(f, rowvar=False), rtol=1e-4, atol=1e-7)
+    y = images(1, shift=0.1)
+    assert fid.score(y) == pytest.approx(scipy_fid(net, images(5, shift=0.3, n=40), y), rel=1e-4)
+
+
+def test_cache_holds_numpy_moments_and_a_cached_reference_scores_like_scipy(tmp_path: Path):
+    net = feature_net()
+    cache = tmp_path / "a" / "b" / "ref.npz"  # two missing folders
+    x, y = images(0), images(2, shift=0.15, n=50)
+    fid = FID(net, reference_cache=cache)
+    fid.set_reference(x)
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["ref.npz"]  # no temporary file left
+    fx = features(net, x)
+    with np.load(cache) as stats:
+        assert sorted(stats.files) == ["fingerprint", "mu", "n", "sigma"]
+        assert stats["n"].dtype == np.int64 and int(stats["n"]) == len(x)
+        assert stats["mu"].dtype == stats["sigma"].dtype == np.float64
+        np.testing.assert_allclose(stats["mu"], fx.mean(0), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(stats["sigma"], np.cov(fx, rowvar=False), rtol=1e-4, atol=1e-7)
+        assert str(stats["fingerprint"]) == fid.fingerprint
+        mu, sigma = stats["mu"], stats["sigma"]
+
+    calls = []
+    loaded = FID(feature_net(), reference_cache=cache)
+    loaded._feature.register_forward_hook(lambda *_: calls.append(1))
+    loaded.set_reference(x[:1])  # the cache is used: the (too small) set is never looked at
+    assert calls == [] and loaded.reference_n == len(x)
+    mu2, sigma2, n2 = loaded.reference_stats()
+    np.testing.assert_allclose(mu2, mu, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(sigma2, sigma, rtol=1e-9, atol=1e-12)
+    assert n2 == len(x)
+    assert loaded._metric.real_features_sum.dtype == torch.float64
+    fy = features(net, y)
+    assert loaded.score(y) == pytest.approx(frechet(mu, sigma, fy.mean(0), np.cov(fy, rowvar=False)), rel=1e-4)
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path):
+    fid = FID(feature_net(), reference_cache=tmp_path / "ref.npz")
+    with mock.patch.object(fid_mod.os, "replace", side_effect=OSError("disk full")), pytest.raises(OSError, match="disk full"):
+        fid.set_reference(images(0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def hand_fingerprint(module: nn.Module, recipe: str) -> str:
+    """fid._fingerprint's documented recipe: sha256 over recipe, repr, then per tensor of the state dict
+    "name:dtype:shape" and its raw bytes."""
+    h = hashlib.sha256(recipe.encode() + repr(module).encode())
+    for name, value in module.state_dict().items():
+        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        h.update(value.numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_fingerprint_is_the_documented_sha256_and_sees_architecture_buffers_and_values():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    fid = FID(net)
+    assert fid.fingerprint == hand_fingerprint(net, "custom:float01")
+    assert not net.training  # put in eval mode
+    variants = []
+    other_act = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    other_act.load_state_dict(net.state_dict())
+    variants.append(other_act)                       # same tensors, another architecture
+    for tweak in ("bias", "running_mean"):
+        v = nn.Sequential(*[type(m)(*args) for m, args in zip(net, ((3, 4, 3), (4,), (), (1,), ()))])
+        v.load_state_dict(net.state_dict())
+        with torch.no_grad():
+            (v[0].bias if tweak == "bias" else v[1].running_mean)[2] += 1e-3
+        variants.append(v)                            # one parameter value, one buffer value
+    prints = {fid.fingerprint, *(FID(v).fingerprint for v in variants)}
+    assert len(prints) == 4
+    assert FID(net.double()).fingerprint != fid.fingerprint  # dtype
+
+
+class RecordingFID:
+    """Stands in for torchmetrics' FrechetInceptionDistance: records its arguments, has an `inception`."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        with torch.random.fork_rng():
+            self.inception = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten())
+        self.moved_to = None
+
+    def to(self, device):
+        self.moved_to = device
+        return self
+
+
+def test_inception_branch_builds_torchmetrics_fid_as_documented(tmp_path: Path):
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"stand-in")
+    with mock.patch.object(fid_mod, "FrechetInceptionDistance", RecordingFID):
+        fid = FID(inception_weights=weights, reference_cache=tmp_path / "r.npz", batch_size=7)
+    assert fid._metric.kwargs == dict(feature=2048, reset_real_features=False,
+                                      feature_extractor_weights_path=str(weights), sync_on_compute=False)
+    assert fid._metric.moved_to == torch.device("cpu")
+    assert fid.fingerprint == hand_fingerprint(fid._metric.inception, "inception-2048:uint8-round")
+    assert fid.reference_cache == tmp_path / "r.npz" and fid.batch_size == 7
+    # Inception receives round(255 x) as uint8, by NumPy's round-half-even on the same values
+    x = torch.tensor([0.0, 0.5 / 255, 1.5 / 255, 0.2, 0.7, 1.0]).reshape(1, 3, 1, 2)
+    out = fid._prepare(x)
+    assert out.dtype == torch.uint8
+    np.testing.assert_array_equal(out.numpy(), np.rint(x.numpy() * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="values must lie"):
+        fid._prepare(x + 1)
+
+
+def test_custom_network_receives_the_float_images_unchanged():
+    seen = []
+    net = feature_net()
+    net.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    fid = FID(net, batch_size=50)
+    x = images(0, n=60)
+    fid.set_reference(x)
+    assert all(s.dtype == torch.float32 for s in seen)
+    torch.testing.assert_close(torch.cat(seen[1:]), x, rtol=0, atol=0)  # seen[0]: the one-image probe of F
+    torch.testing.assert_close(seen[0], x[:1], rtol=0, atol=0)
+    assert [len(s) for s in seen[1:]] == [50, 10]
+
+
+def test_inception_fid_passes_its_arguments_and_defaults(tmp_path: Path):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    with mock.patch.object(fid_mod, "FID") as fake:
+        inception_fid(str(weights))
+        inception_fid(weights, reference_cache="c.npz", batch_size=3, device="meta")
+    assert fake.call_args_list == [
+        mock.call(inception_weights=weights, reference_cache=None, batch_size=64, device="cpu"),
+        mock.call(inception_weights=weights, reference_cache="c.npz", batch_size=3, device="meta"),
+    ]
+
+
+def test_a_ddp_rank_scores_only_its_own_images():
+    """Inside a DDP job torchmetrics would all-gather the states at compute(); FID must not (sync_on_compute
+    False): with a stand-in gather that adds another rank's copy, the score is unchanged."""
+    net = feature_net()
+    x, y = images(0), images(1, shift=0.1)
+    fid = FID(net)
+    fid.set_reference(x)
+    alone = fid.score(y)
+    fid._metric.distributed_available_fn = lambda: True
+    fid._metric.dist_sync_fn = lambda tensor, group=None: [tensor, tensor * 1.5]  # another rank, other images
+    assert fid.score(y) == pytest.approx(alone, rel=1e-9)
+    assert alone == pytest.approx(scipy_fid(net, x, y), rel=1e-4)
+
+
+def test_a_fresh_fid_given_no_images_names_the_count_zero():
+    """'got 0' from a fresh FID (no metric built yet) for an empty list, an empty tensor and empty batches;
+    empty batches before and after real ones add nothing; an empty generated tensor is 'fewer than 2'.
+    (An empty tensor used to fail in the network's (N, F) reshape with an opaque RuntimeError.)"""
+    message = exactly("images: the reference set needs at least 2 images, got 0")
+    for nothing in ([], torch.empty(0, 3, 16, 16), [torch.empty(0, 3, 16, 16)] * 2):
+        fid = FID(feature_net())
+        with pytest.raises(ValueError, match=message):
+            fid.set_reference(nothing)
+        assert fid.reference_n is None
+    fid = FID(feature_net())
+    fid.set_reference([torch.empty(0, 3, 16, 16), images(0, n=3), torch.empty(0, 3, 16, 16)])
+    assert fid.reference_n == 3
+    with pytest.raises(ValueError, match=exactly("generated: FID needs at least 2 generated images")):
+        fid.score(torch.empty(0, 3, 16, 16))
+
+
+def test_moments_from_a_float32_cache_are_taken_in_float64(tmp_path: Path):
+    """A cache whose moments are float32 (`_save_cache` writes float64; the .npz format allows either) loads
+    into float64 sums: the reference moments are the stored values exactly widened to float64."""
+    net = feature_net()
+    fx = features(net, images(0, n=50))
+    mu32, sigma32 = fx.mean(0).astype(np.float32), np.cov(fx, rowvar=False).astype(np.float32)
+    cache = tmp_path / "ref.npz"
+    np.savez(cache, mu=mu32, sigma=sigma32, n=np.int64(50), fingerprint=np.str_(hand_fingerprint(net, "custom:float01")))
+    fid = FID(net, reference_cache=cache)
+    fid.set_reference([])  # the cache is used
+    mu, sigma, n = fid.reference_stats()
+    assert n == 50 and mu.dtype == sigma.dtype == np.float64
+    assert fid._metric.real_features_sum.dtype == fid._metric.real_features_cov_sum.dtype == torch.float64
+    np.testing.assert_allclose(mu, mu32.astype(np.float64), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(sigma, sigma32.astype(np.float64), rtol=1e-10, atol=1e-14)
+    y = images(1, shift=0.1)
+    fy = features(net, y)
+    expected = frechet(mu32.astype(np.float64), sigma32.astype(np.float64), fy.mean(0), np.cov(fy, rowvar=False))
+    assert fid.score(y) == pytest.approx(expected, rel=1e-4)
+
+
+class StaysPut(nn.Sequential):
+    """A feature network that records the device `.to()` asks for and keeps its weights where they are."""
+
+    def to(self, *args, **kwargs):
+        self.moved_to = (args, kwargs)
+        return self
+
+
+def test_network_images_metric_and_loaded_cache_go_to_the_fids_device(tmp_path: Path):
+    """On the meta device (no data, no compute), available without a GPU: FID asks for its device for the
+    network, the images it prepares, the metric's states and the moments it loads from a cache."""
+    meta = torch.device("meta")
+    net = StaysPut(*feature_net())
+    cache = tmp_path / "ref.npz"
+    mu, sigma = np.linspace(-1, 1, 16), np.eye(16) * 0.5
+    np.savez(cache, mu=mu, sigma=sigma, n=np.int64(7), fingerprint=np.str_(hand_fingerprint(net, "custom:float01")))
+    fid = FID(net, reference_cache=cache, device="meta")
+    assert net.moved_to == ((meta,), {}) and fid.device == meta
+    assert fid._prepare(images(0, n=2)).device == meta
+    fid.set_reference([])  # from the cache
+    m = fid._metric
+    states = (m.real_features_sum, m.real_features_cov_sum, m.real_features_num_samples,
+              m.fake_features_sum, m.fake_features_cov_sum, m.fake_features_num_samples)
+    assert [t.device for t in states] == [meta] * 6 and fid.reference_n == 7
+    assert m.real_features_sum.shape == (16,) and m.real_features_cov_sum.shape == (16, 16)
+    assert m.real_features_sum.dtype == m.real_features_cov_sum.dtype == torch.float64
+
+
+# --- hand-made mutants of the decorated functions mutmut skips (tests/hand_mutants.py, docs/testing.md) ---
+
+FINGERPRINT = ["mfsweep.metrics.fid", "FID.fingerprint"]
+FINGERPRINT_DETECT = [with_tmp(test_reference_cache_round_trip_is_reused),
+                      with_tmp(test_stale_cache_from_another_network_is_recomputed)]
+ACCUMULATE = ["mfsweep.metrics.fid", "FID._accumulate"]
+ACCUMULATE_DETECT = [test_bad_inputs_are_refused, test_identical_sets_score_zero, test_matches_independent_scipy_frechet_distance,
+                     with_tmp(test_reference_cache_round_trip_is_reused)]
+# (id, module, qualname, old, new, detectors): `old` occurs exactly once in the function's source.
+MUTANTS = [
+    ("fingerprint-constant", *FINGERPRINT, "return self._fingerprint", "return 'fid'", FINGERPRINT_DETECT),
+    ("accumulate-everything-real", *ACCUMULATE, "self._metric.update(batch, real=real)", "self._metric.update(batch, real=True)",
+     ACCUMULATE_DETECT),
+    ("accumulate-image-by-image", *ACCUMULATE, "_batches(images, self.batch_size)", "_batches(images, 1)", ACCUMULATE_DETECT),
+    ("accumulate-unprepared", *ACCUMULATE, "batch = self._prepare(batch)", "batch = batch", ACCUMULATE_DETECT),
+]
+test_an_unchanged_copy_passes_the_same_tests, test_hand_mutant_is_detected = hand_mutant_tests(MUTANTS)

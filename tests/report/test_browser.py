@@ -70,3 +70,19 @@ def test_report_renders_in_chromium(browser, page_file, tmp_path):
     assert text.index(report.verdicts[0].sentence()) < text.index("SW1 by setting and alpha")  # verdict first
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
     page.close()
+
+
+def test_every_table_fits_the_page_at_1400_px(browser, page_file):
+    """No table hides columns behind its own scroll bar at 1,400 px (the settings table's long loss keys once
+    ran off the right edge): each table is no wider than the box it sits in."""
+    path, report = page_file
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(path.as_uri(), wait_until="load")
+    widths = page.evaluate("""() => Array.from(document.querySelectorAll('div.wide')).map(d => [
+        (d.previousElementSibling && d.previousElementSibling.tagName === 'H3' ? d.previousElementSibling.innerText
+         : d.querySelector('th').innerText), d.querySelector('table').getBoundingClientRect().width, d.clientWidth])""")
+    page.close()
+    assert len(widths) == sum(len(s.tables) for s in report.sections)
+    assert "Settings" in [title for title, *_ in widths]
+    too_wide = [(title, round(table), box) for title, table, box in widths if table > box]
+    assert too_wide == []

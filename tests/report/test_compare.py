@@ -9,7 +9,7 @@ from scipy import stats
 
 from mfsweep.cli.report import main as report_main
 from mfsweep.sweep.cells import cell_name
-from mfsweep.report.aggregate import collect, group_settings, read_history, summarise
+from mfsweep.report.aggregate import collect, group_settings, read_history, alpha_rows
 from mfsweep.report.compare import compare_methods
 from mfsweep.sweep.record import make_record, write_record
 from mfsweep.report.page import build_report
@@ -55,7 +55,7 @@ def _methods(root: Path) -> None:
 
 def _results(*roots: Path):
     cells = [c for r in roots for c in collect(r)]
-    return compare_methods(group_settings(summarise(cells)), read_history)
+    return compare_methods(group_settings(alpha_rows(cells)), read_history)
 
 
 def test_a_schedule_is_paired_with_alpha_zero_and_the_best_constant(tmp_path):

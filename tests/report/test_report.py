@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from mfsweep.cli.report import main
-from mfsweep.report.aggregate import best_alpha, collect, group_settings, summarise
+from mfsweep.report.aggregate import best_alpha, collect, group_settings, alpha_rows
 from mfsweep.sweep.record import make_record, read_record, write_record
 from mfsweep.report.page import build_report, report_text, write_report
 
@@ -83,10 +85,38 @@ def test_verdict_opens_every_format(built, broken):
     assert sentence.startswith("swiss_roll: alpha = 0 is the only alpha with every seed completed. ")
     assert sentence.endswith("3 cells did not complete (1 failed, 1 diverged, 1 missing); alphas missing a seed "
                              "are not candidates.")
-    assert report.sections[0].title == "Verdict" and report.sections[0].text[0].startswith(sentence)
+    # the answer first (one paired seed at alpha 0.5: too few to judge), then the unadjusted verdict, labelled
+    answer = v.answer.sentence()
+    assert answer == ("swiss_roll: unresolved: lowest mean SW1 at alpha = 0.5, not resolved against margin ±0.01; "
+                      "too few paired seeds to judge alpha = 0.5; 2 seeds at alpha = 0, 1 at the fewest.")
+    assert report.sections[0].title == "Verdict" and report.sections[0].text[0] == answer
+    assert report.sections[0].text[1].startswith("Unadjusted, as in the paper: " + sentence)
     assert report.sections[0].figures[0][0] == "sw1_paired"
     md = (broken / "report.md").read_text()
-    assert md.index(sentence.replace("_", "\\_")) < md.index("sw1_paired") < md.index("## Sweep")
+    assert md.index(answer.replace("_", "\\_")) < md.index(sentence.replace("_", "\\_")) < md.index("sw1_paired") \
+        < md.index("## Sweep")
+
+
+def test_verdict_json_holds_each_answer_and_is_written_atomically(built, broken, monkeypatch):
+    report, paths = built
+    (v,) = report.verdicts
+    written = json.loads((broken / "verdict.json").read_text())
+    assert paths["verdict"] == broken / "verdict.json" and written == {"settings": [v.answer.to_dict()]}
+    (entry,) = written["settings"]
+    assert (entry["setting"], entry["metric"], entry["answer"], entry["best_alpha"], entry["rounds"]) == (
+        "swiss_roll", "sw1", "unresolved", 0.5, 1)
+    assert entry["seeds"] == [{"alpha": 0.0, "seeds": 2}, {"alpha": 0.5, "seeds": 1}]
+    # a write that fails before its rename leaves the previous verdict.json whole and no temporary file
+    replace = os.replace
+    def fail(src, dst):
+        if Path(dst).name == "verdict.json":
+            raise OSError("disk full")
+        replace(src, dst)
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(report)
+    assert json.loads((broken / "verdict.json").read_text()) == written
+    assert not list(broken.glob(".verdict.json.*"))
 
 
 def test_grid_marks_statuses_and_best(built, broken):
@@ -170,7 +200,7 @@ def _synthetic(root: Path, sw1: dict[float, list[float]], diagnostics: bool = Fa
 
 def test_ties_go_to_the_smaller_alpha(tmp_path):
     _synthetic(tmp_path, {0.2: [0.5, 0.7], 0.7: [0.7, 0.5], 0.9: [0.1]})
-    (setting,) = group_settings(summarise(collect(tmp_path)))
+    (setting,) = group_settings(alpha_rows(collect(tmp_path)))
     assert best_alpha(setting) == 0.2  # 0.9 is lower but has one seed of two: missing
 
 
@@ -202,14 +232,17 @@ def test_loss_keys_that_vary_with_alpha_are_named(tmp_path):
     table = build_report(tmp_path).tables["settings"]
     assert table.rows[0]["loss keys held fixed across alpha"] == {"anchor_weight": 0.0}
     assert table.rows[0]["loss keys that vary with alpha"] == {"offset": {0.0: [0.02], 1.0: [0.05]}}
-    assert table.cells[0][-1] == "offset: 0.02 at alpha=0, 0.05 at alpha=1"
+    # written below the table (its note), not as a column: long loss keys ran off the page
+    assert "held fixed across alpha anchor_weight=0.0; varying with alpha offset: 0.02 at alpha=0, 0.05 at alpha=1." \
+        in table.note
+    assert "loss keys held fixed across alpha" not in table.columns
 
 
 def test_folders_that_differ_in_a_key_the_record_lacks_are_two_settings(tmp_path):
     """Without a plan, two folders whose records agree on every setting key are told apart by their folders."""
     _synthetic(tmp_path / "steps=10", {0.0: [0.5]})
     _synthetic(tmp_path / "steps=20", {0.0: [0.4]})
-    settings = group_settings(summarise(collect(tmp_path)))
+    settings = group_settings(alpha_rows(collect(tmp_path)))
     assert [s.label for s in settings] == ["dgmm folder=steps=10", "dgmm folder=steps=20"]
     assert [s.rows[0].stats["sw1"][0] for s in settings] == [0.5, 0.4]
 
@@ -226,7 +259,9 @@ def test_cli_prints_the_verdict_within_100_columns(broken, capsys, monkeypatch):
     assert main([str(broken)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"Sweep {broken.name}: 6 cells: 3 completed")
-    assert "Verdict (paired over seeds, 95% t-interval):\n- swiss_roll: alpha = 0 is the only alpha" in out
+    assert ("Verdict (paired over seeds; the answer from simultaneous 95% intervals):\n- swiss_roll: unresolved: "
+            in out) and "- Unadjusted, as in the paper: swiss_roll: alpha = 0 is the only alpha" in out
+    assert f"wrote {broken.name}/summary.csv, {broken.name}/verdict.json, " in out
     assert "Best alpha against alpha = 0" in out and "Cells that did not complete" in out
     assert f"report: {broken.name}/report.html" in out and str(broken.parent) not in out  # relative paths
     assert max(len(line) for line in out.splitlines()) <= 100
@@ -274,7 +309,7 @@ def test_diagnostics_that_say_nothing_are_named_not_shown(tmp_path):
         bias = 0.1 * rec["seed"] + rec["alpha"]
         rec["diagnostics"] |= {"alpha_star_scalar": 1.0, "bias2": bias, "bias2_ema_gap": bias, "kappa": bias + 1}
         write_record(p.parent, rec)
-    settings = group_settings(summarise(collect(tmp_path)))
+    settings = group_settings(alpha_rows(collect(tmp_path)))
     table = diagnostics_table(settings, ["alpha_star_scalar", "bias2", "bias2_ema_gap", "kappa"])
     assert table.columns[3:] == ["bias2", "kappa"]
     assert table.note == ("alpha_star_scalar is 1 in every cell; bias2_ema_gap equals bias2 in every cell "
@@ -297,7 +332,7 @@ def test_a_schedule_and_another_proxy_are_settings_beside_the_constant_grid(tmp_
     write_record(tmp_path / "tangent=velocity_head" / "alpha=1,seed=0", make_record(
         status="completed", task="dgmm", dataset="dgmm", dim=3, alpha=1.0, seed=0, tangent=head, anchor_weight=0.0,
         adaptive_p=1.0, steps=10, wall_s=0.1, metrics={"sw1": 0.2, "sw2": 0.2}))
-    settings = {s.label: s for s in group_settings(summarise(collect(tmp_path)))}
+    settings = {s.label: s for s in group_settings(alpha_rows(collect(tmp_path)))}
     # labels name the schedule and proxy by name while the names tell the settings apart
     assert sorted(settings) == [
         "dgmm alpha_schedule=constant tangent=oracle",

@@ -8,11 +8,12 @@ import pytest
 from scipy import stats
 
 from conftest import compose_cfg
-from mfsweep.report.aggregate import collect, group_settings, read_history, summarise
+from mfsweep.report.aggregate import collect, group_settings, read_history, alpha_rows
 from mfsweep.sweep.record import make_record, write_record
 from mfsweep.report.page import build_report
+from mfsweep.report.formatting import fmt_pm
 from mfsweep.report.verdict import (
-    checkpoint_key, fmt_pm, matched_steps, paired_interval, setting_histories, stability, verdict,
+    checkpoint_key, matched_steps, paired_interval, setting_histories, stability, verdict,
 )
 
 
@@ -34,7 +35,7 @@ def _sweep(root: Path, sw1: dict[float, list[float | None]], history=None) -> Pa
 
 
 def _setting(root: Path):
-    (setting,) = group_settings(summarise(collect(root)))
+    (setting,) = group_settings(alpha_rows(collect(root)))
     return setting
 
 
@@ -61,12 +62,28 @@ def test_clear_winner(tmp_path):
     assert fmt_pm(-diffs.mean(), diffs.std(ddof=1) / np.sqrt(3)) in s
     assert "(20% of SW1 at alpha = 0; mean ± SEM over 3 paired seeds), distinguishable from zero" in s
     assert "not distinguishable" not in s
+    # the answer, from the simultaneous intervals over both alphas: alpha 0.5 is better
+    a = v.answer
+    assert (a.answer, a.best_alpha, a.worse, a.seeds) == ("better", 0.5, (1.0,), {0.0: 3, 0.5: 3, 1.0: 3})
+    assert a.margin == pytest.approx(0.02 * 0.25)  # verdict.margin's default share of alpha 0's mean SW1
+
+
+def test_the_answer_takes_verdict_margin_from_the_cells_config(tmp_path):
+    root = _sweep(tmp_path, {0.0: [0.20, 0.25, 0.30], 0.5: [0.201, 0.249, 0.301]})
+    cells = sorted(root.glob("alpha=*"))
+    for cell in cells:
+        (cell / "config.yaml").write_text("verdict:\n  margin: 0.1\n")
+    a = verdict(_setting(root)).answer
+    assert a.margin == pytest.approx(0.1 * 0.25) and a.answer == "equivalent"
+    (cells[0] / "config.yaml").write_text("verdict:\n  margin: 0.05\n")
+    with pytest.raises(ValueError, match=r"two_moons: its cells' config.yaml disagree on verdict.margin \(\[0.05, 0.1\]\)"):
+        verdict(_setting(root))
 
 
 def test_tie_is_not_distinguishable(tmp_path):
     v = verdict(_setting(_sweep(tmp_path, {0.0: [0.20, 0.25, 0.30], 0.5: [0.21, 0.23, 0.305]})))
     assert v.best == 0.5 and not v.difference.distinguishable
-    assert "not distinguishable from zero (95% paired t-interval [" in v.sentence()
+    assert "not distinguishable from zero (unadjusted 95% paired t-interval [" in v.sentence()
 
 
 def test_best_at_zero_names_the_runner_up_not_a_zero_difference(tmp_path):

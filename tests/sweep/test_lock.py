@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from test_plan import ARGS, CLI
+from commands import ARGS, CLI
 
 from mfsweep.report.page import build_report, provenance_warnings, report_text, write_report
-from mfsweep.report.aggregate import collect, group_settings, summarise
+from mfsweep.report.aggregate import collect, group_settings, alpha_rows
 from mfsweep.sweep.lock import LOCK, acquire, read_lock, release
 from mfsweep.sweep.record import make_record, read_record, write_record
 
@@ -72,7 +72,7 @@ def test_a_setting_with_records_from_different_code_is_flagged(tmp_path):
                           config={"alpha": {"value": 0.0}, "seed": seed, "trainer": {"lr": 1e-3}})
         rec["provenance"]["git_commit"] = commit
         write_record(cell, rec)
-    (setting,) = group_settings(summarise(collect(tmp_path)))
+    (setting,) = group_settings(alpha_rows(collect(tmp_path)))
     (warning,) = provenance_warnings([setting])
     assert "swiss_roll" in warning and "git_commit: 2 values (1111111aaa, 2222222bbb)" in warning
     assert "config_hash" not in warning  # alpha and seed are not part of the hash

@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY, compose_cfg
+from commands import ARGS, CLI
+from conftest import compose_cfg
 from wandb_files import run_contents
 
 from mfsweep.cli.status import main as status_main
 from mfsweep.sweep.runner import checkpoint_path
-from mfsweep.report.aggregate import collect, group_settings, summarise
-from mfsweep.sweep.cells import context_name, job_cells, setting_keys
+from mfsweep.report.aggregate import collect, group_settings, alpha_rows
+from mfsweep.sweep.cells import context_name, member_cells, setting_keys
 from mfsweep.sweep.plan import assign_tasks, merge_plan, read_plan
 
-CLI = str(Path(sys.executable).parent / "mfsweep-train")
-ARGS = [a for a in TINY if not a.startswith("logger")] + ["tangent=ema", "trainer.max_steps=20",
-                                                         "diagnostics.every=0", "grad_var.every=0"]
 BETAS = "trainer.betas=[0.9,0.999],[0.5,0.999]"
 FAILING = "[0.5,0.999]"  # the setting whose job finds a corrupt checkpoint
 ERROR = "ValueError: checkpoint"  # how the job's error begins (the rest names the file)
@@ -37,7 +34,7 @@ def corrupt_checkpoint(root: Path, *overrides: str) -> None:
     cfg = compose_cfg(*args)
     packed = list(cfg.sweep.packed_keys)
     context = context_name(args, packed)
-    path = checkpoint_path(root, context, job_cells(root, context, cfg, setting_keys(args, packed)))
+    path = checkpoint_path(root, context, member_cells(root, context, cfg, setting_keys(args, packed)))
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a checkpoint")
 
@@ -73,7 +70,7 @@ def test_plan_lists_every_cell_with_its_setting_and_folder(betas):
 
 def test_a_sweep_over_a_key_the_record_lacks_reports_one_row_per_setting(betas):
     root = betas[0]
-    settings = group_settings(summarise(collect(root)))
+    settings = group_settings(alpha_rows(collect(root)))
     status = {s.label: s.rows[0].status[0] for s in settings}
     assert status == {"swiss_roll trainer.betas=[0.9, 0.999]": "completed", "swiss_roll trainer.betas=[0.5, 0.999]": "failed"}
 

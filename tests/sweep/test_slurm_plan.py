@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_plan import ARGS, CLI
-from test_slurm_sweep import PRESET
+from commands import ARGS, CLI, PRESET
 
 from mfsweep.cli.status import main as status_main
-from mfsweep.report.aggregate import collect, group_settings, summarise
+from mfsweep.report.aggregate import collect, group_settings, alpha_rows
 from mfsweep.sweep.lock import read_lock
 from mfsweep.sweep.plan import read_plan, submitted_tasks
 from slurm_cluster import SlurmCluster
@@ -63,7 +62,7 @@ def test_cancelled_task_is_listed_then_resumed_and_a_finished_sweep_submits_noth
     text = capsys.readouterr().out
     assert f"dataset=two_moons: 0/2 completed  (SLURM {moons})" in text and "cancelled" in text
     assert f"hydra.sweep.dir={root}" in text.split("to train the 2 cells left")[1]
-    (moon,) = [s for s in group_settings(summarise(collect(root))) if s.keys["dataset"] == "two_moons"]
+    (moon,) = [s for s in group_settings(alpha_rows(collect(root))) if s.keys["dataset"] == "two_moons"]
     assert all(r.status[0] == "missing" and r.cells[0].record["reason"] == "cancelled" for r in moon.rows)
 
     before = submitted_tasks(root)

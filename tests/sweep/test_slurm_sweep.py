@@ -13,7 +13,6 @@ import csv
 import json
 import re
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from commands import CLI, PRESET
 from conftest import TINY, compose_cfg
 from wandb_files import run_contents
 
@@ -32,14 +32,11 @@ from slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.slurm
 
-CLI = str(Path(sys.executable).parent / "mfsweep-train")
 STEPS = 200
 # Everything that decides what a cell computes; the grid, the reference and the re-launch share it.
 CELL_ARGS = [a for a in TINY if not a.startswith(("trainer.max_steps", "logger", "grad_var.every"))] + [
     f"trainer.max_steps={STEPS}", "trainer.checkpoint_every=25", "grad_var.every=50", "tangent=ema",
 ]
-PRESET = ["launcher=slurm", "launcher.partition=debug", "launcher.cpus_per_task=1", "launcher.mem_gb=1",
-          "launcher.timeout_min=10"]
 # The cells' folders below the sweep folder, whichever launch or mode trains them.
 ROLL, MOONS = (context_name(CELL_ARGS + [f"dataset={d}"]) for d in ("swiss_roll", "two_moons"))
 # submitit's job folders: <array id>_<task>, or <job id> for a batch of one job (submitted as a plain job)

@@ -108,3 +108,38 @@ def _children(pid: int, name: str) -> list[int]:
                 if name in cmd:
                     found.append(int(entry.name))
     return found
+
+
+def test_the_report_logs_each_answer_and_the_paired_plot_as_one_sweep_level_run(tiny_sweep, tmp_path, capsys):
+    """A sweep whose cells logged to W&B gets one `verdict` run in its group from mfsweep-report, holding what the
+    report's verdict.json holds; a second report replaces it (one offline part per sweep folder)."""
+    import shutil
+
+    import yaml
+
+    from mfsweep.cli.report import main
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, sweep)
+    for path in sweep.rglob("alpha=*/config.yaml"):  # the same cells, as if trained with logger=wandb
+        cfg = yaml.safe_load(path.read_text())
+        cfg["logger"] = {"name": "wandb", "offline": True, "project": "mfsweep", "tags": ["toy"]}
+        cfg["sweep"]["name"] = "wb-verdict"
+        path.write_text(yaml.safe_dump(cfg))
+    for _ in range(2):
+        assert main([str(sweep)]) == 0
+    assert "W&B verdict run: " in capsys.readouterr().out
+    (run_dir,) = (sweep / "wandb").glob("offline-run-*")
+    run = run_contents(run_dir)
+    (entry,) = json.loads((sweep / "verdict.json").read_text())["settings"]
+    assert (run["group"], run["job_type"], run["tags"], run["id"]) == ("wb-verdict", "verdict", ["toy"],
+                                                                        wandb_run_id(sweep))
+    assert run["summary"]["verdict/swiss_roll/answer"] == entry["answer"]
+    assert run["summary"]["verdict/swiss_roll/best_alpha"] == entry["best_alpha"]
+    assert run["summary"]["verdict/table/_type"] == "table-file"
+    assert run["summary"]["verdict/sw1_paired/_type"] == "image-file"
+    (table,) = (run_dir / "files" / "media" / "table").rglob("*.table.json")
+    rows = json.loads(table.read_text())
+    assert rows["columns"][:3] == ["setting", "metric", "answer"]
+    assert rows["data"][0][:3] == ["swiss_roll", "sw1", entry["answer"]]
+    assert rows["data"][0][-1] == entry["sentence"]

@@ -11,7 +11,7 @@ import torch
 from conftest import TINY, compose_cfg
 
 from mfsweep.cli.train import train
-from mfsweep.method.theory import JacobianScalars, MatrixTerms, hutchinson_jacobian
+from mfsweep.method.theory import JacobianScalars, MatrixTerms
 from mfsweep.tasks import task_class
 from mfsweep.tasks.diagnostics import STATS, Ingredients, bin_statistics, record_summary, summarise
 
@@ -89,23 +89,6 @@ def test_an_empty_bin_has_no_values():
     ing.h = ing.h * 0.2                                                  # nothing reaches the top bin
     top = record_summary([bin_statistics(ing, BINS)[0]], BINS)["by_h_bin"][-1]
     assert top["n"] == 0 and all(top[k] is None for k in ("kappa", "c", "sigma2", "alpha_star_scalar"))
-
-
-def test_hutchinson_with_one_generator_per_member_equals_each_members_own_call():
-    """Per-member probe streams: slice i of a stacked call equals a call on z[i] alone with generator i."""
-    g = torch.Generator().manual_seed(7)
-    z = torch.randn(3, 5, 4, generator=g, dtype=F64)
-    r, t = torch.zeros(3, 5, dtype=F64), torch.full((3, 5), 0.5, dtype=F64)
-    a = torch.randn(4, 4, generator=g, dtype=F64)
-    jvp = lambda z, r, t, dz, dr, dt: torch.func.jvp(lambda z: torch.tanh(z @ a.T), (z,), (dz,))  # noqa: E731
-    gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
-    stacked = hutchinson_jacobian(jvp, z, r, t, 2, gens)
-    for i, seed in enumerate((1, 2, 3)):
-        alone = hutchinson_jacobian(jvp, z[i], r[i], t[i], 2, torch.Generator().manual_seed(seed))
-        torch.testing.assert_close(stacked.j_s[i], alone.j_s)
-        torch.testing.assert_close(stacked.j_F2[i], alone.j_F2)
-    with pytest.raises(ValueError, match="^generator: one per leading index"):
-        hutchinson_jacobian(jvp, z, r, t, 2, gens[:2])
 
 
 def _task(*overrides: str):

@@ -16,7 +16,7 @@ from PIL import Image
 from mfsweep.cli.train import train
 from mfsweep.data.images import LatentImages
 from mfsweep.data.latents import encode_folder
-from mfsweep.report.sample_grid import tile
+from mfsweep.tasks.sample_figure import tile
 from mfsweep.sweep.record import read_record
 from mfsweep.tasks.latent import LatentDiTTask
 

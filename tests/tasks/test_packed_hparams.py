@@ -13,8 +13,8 @@ from conftest import TINY, compose_cfg
 
 from mfsweep.cli.train import train
 from mfsweep.cli.validate import ConfigError, validate
-from mfsweep.report.aggregate import collect, summarise, varying_keys
-from mfsweep.sweep.cells import MEMBER_KEYS, job_cells, member_keys, packs
+from mfsweep.report.aggregate import collect, alpha_rows, varying_keys
+from mfsweep.sweep.cells import MEMBER_KEYS, member_cells, member_keys, packs
 from mfsweep.tasks.optim import MemberAdamW, lr_factor
 
 FAST = [a for a in TINY if not a.startswith(("trainer.max_steps", "grad_var.every"))] + [
@@ -108,7 +108,7 @@ def test_the_issue_example_trains_16_cells_in_one_process_and_reports_one_row_pe
         (lr, ratio, a, s) for lr in (1e-3, 3e-3) for ratio in (0.25, 0.75) for a in (0.0, 1.0) for s in (0, 1)}
     dirs = {p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("result.json")}
     assert "time.ratio=0.25,trainer.lr=0.003/alpha=1,seed=0" in {d.split("/", 1)[1] for d in dirs}
-    rows = summarise(collect(tmp_path))
+    rows = alpha_rows(collect(tmp_path))
     assert len(rows) == 8 and all(len(r.seeds) == 2 and r.complete for r in rows)
     assert {"trainer.lr", "time.ratio"} <= set(varying_keys(rows))
 
@@ -116,8 +116,8 @@ def test_the_issue_example_trains_16_cells_in_one_process_and_reports_one_row_pe
 def test_cell_folders_are_the_same_in_both_modes():
     packed = compose_cfg("trainer.lr=[1e-3,3e-3]", "alpha.value=[0.0,1.0]", "seed=[0]")
     single = compose_cfg("trainer.lr=3e-3", "alpha.value=1.0", "seed=0")
-    dirs = {c.dir for c in job_cells("root", "dataset=x", packed, ["trainer.lr"])}
-    (cell,) = job_cells("root", "dataset=x", single, ["trainer.lr"])
+    dirs = {c.dir for c in member_cells("root", "dataset=x", packed, ["trainer.lr"])}
+    (cell,) = member_cells("root", "dataset=x", single, ["trainer.lr"])
     assert cell.dir in dirs and len(dirs) == 4
     assert cell.dir.as_posix() == "root/dataset=x/trainer.lr=0.003/alpha=1,seed=0"
 

@@ -146,6 +146,8 @@ BAD_INPUTS = [
     ("trainer.lr=0", "trainer.lr"),
     ("sweep.rerun=sometimes", "sweep.rerun"),
     ("seed=1.5", "seed"),
+    ("verdict.margin=0", "verdict.margin"),
+    ("verdict.margin=1.5", "verdict.margin"),
 ]
 
 
