@@ -114,8 +114,8 @@ def is_storage_error(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in STORAGE_ADVICE
 
 
-def storage_line(err: OSError) -> str:
-    """The storage error as one line: the file, the error, what to do, and that the same command resumes."""
+def storage_line(err: OSError, outcome: str = "finished cells are kept and the others resume") -> str:
+    """The storage error as one line: the file, the error, what to do, and what the same command then does."""
     where = f" {err.filename}" if err.filename else ""
     return (f"cannot write{where}: {err.strerror or os.strerror(err.errno)}. {STORAGE_ADVICE[err.errno].capitalize()}, "
-            "then run the same command again: finished cells are kept and the others resume.")
+            f"then run the same command again: {outcome}.")

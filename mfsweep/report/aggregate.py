@@ -40,6 +40,18 @@ def unreadable_file(path: Path, exc: BaseException) -> None:
               "To train the cell again, move its result.json aside and run the sweep's command again.", file=sys.stderr)
 
 
+def read_cell_config(path: Path) -> dict[str, Any] | None:
+    """A cell's resolved config.yaml; None (said once, in one line) when it is damaged."""
+    try:
+        config = yaml.safe_load(path.read_bytes().decode())
+        if not isinstance(config, dict):
+            raise ValueError(f"a YAML {type(config).__name__}, not a config")
+    except UNREADABLE_FILE as exc:
+        unreadable_file(path, exc)
+        return None
+    return config
+
+
 @dataclass
 class CellRecord:
     """A cell as the report reads it: its folder and its record (not mfsweep.sweep.cells.Cell, a cell to train)."""
@@ -321,12 +333,8 @@ def loss_settings(setting: Setting) -> tuple[dict[str, Any], dict[str, dict[floa
         path = cell.path / "config.yaml"
         if not path.exists():
             continue
-        try:
-            config = yaml.safe_load(path.read_bytes().decode())
-            if not isinstance(config, dict):
-                raise ValueError(f"a YAML {type(config).__name__}, not a config")
-        except UNREADABLE_FILE as exc:
-            unreadable_file(path, exc)
+        config = read_cell_config(path)
+        if config is None:
             continue
         loss = config.get("loss") or {}
         for k, v in loss.items():
