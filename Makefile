@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-stamp
 DEMO    ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow bench mutation clean chromium notebook
+.PHONY: setup demo test test-slow faults bench mutation clean chromium notebook
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,11 @@ notebook: $(STAMP)
 
 test-slow: $(STAMP)
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
+
+# The whole fault-injection suite (tests/faults; its fast part is in `make test`): every file damaged, every
+# write refused, the training process killed mid-write; the outcomes are tabled in docs/testing.md ("Faults").
+faults: $(STAMP)
+	$(VENV)/bin/pytest -m faults tests/faults $(PYTEST_ARGS)
 
 # Mutation testing of mfsweep/method, mfsweep/metrics and models/mlp.py with their fast unit tests (config:
 # [tool.mutmut] in pyproject.toml; survivors and score: docs/testing.md). Not part of `make test`.

@@ -38,6 +38,7 @@ def train_only(steps: int, members: list[tuple[float, int]]) -> float:
     from hydra import compose, initialize_config_dir
 
     from mfsweep.config import CONF_DIR
+    from mfsweep.tasks import build_task
     from mfsweep.tasks.vector import VectorTask
     from packed_step import packed_step
 

@@ -20,7 +20,6 @@ from mfsweep.figures import (
     member_u_fn,
     times_by_h,
 )
-from mfsweep.tasks import task_class
 
 F64 = torch.float64
 

@@ -108,7 +108,14 @@ class MfsweepSweeper(BasicSweeper):
             with self.planned.watching():
                 returns = self.race(arguments) if racing else super().sweep(arguments)
         except Exception as exc:
-            self.planned.interrupted(exc, summary(self.planned.root))
+            from mfsweep.sweep.lock import release_all
+
+            release_all()  # this process's jobs are over: the status must not show their cells as running
+            try:
+                status = summary(self.planned.root)
+            except ValueError:  # no plan written yet (the error came before it): nothing to sum up
+                status = ""
+            self.planned.interrupted(exc, status)
             raise
         self.planned.finish(summary(self.planned.root))
         return returns

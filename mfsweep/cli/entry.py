@@ -1,7 +1,9 @@
 """The `mfsweep-train` console entry: Hydra's command line, with config errors as one line and exit status 2.
 
 Kept light so that `--help` answers at once: training code (torch, Lightning) is imported only when a job
-runs. `MFSWEEP_DEBUG=1` (or Hydra's own `HYDRA_FULL_ERROR=1`) lets a config error through with its traceback.
+runs. A write the file system refuses (full, I/O error, read-only) ends the run with one line naming the file
+and exit status 1: the same command resumes once the cause is fixed. `MFSWEEP_DEBUG=1` (or Hydra's own
+`HYDRA_FULL_ERROR=1`) lets either error through with its traceback.
 """
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from mfsweep.cli.errors import is_config_error, one_line
+from mfsweep.cli.errors import is_config_error, is_storage_error, one_line, storage_line
 from mfsweep.cli.preflight import preflight
 from mfsweep.config import CONF_DIR
 
 EXIT_CONFIG = 2  # the conventional status of a command-line usage error
+EXIT_STORAGE = 1
 DEBUG_VARIABLES = ("MFSWEEP_DEBUG", "HYDRA_FULL_ERROR")
 
 
@@ -35,8 +38,11 @@ def main() -> None:
         preflight(CONF_DIR, sys.argv[1:])  # before Hydra creates any output folder
         run_job()
     except Exception as err:
-        if debug or not is_config_error(err):
+        if debug or not (is_config_error(err) or is_storage_error(err)):
             raise
+        if is_storage_error(err):
+            print(f"mfsweep-train: {storage_line(err)}", file=sys.stderr)
+            raise SystemExit(EXIT_STORAGE) from None
         print(f"mfsweep-train: {one_line(err, CONF_DIR, sys.argv[1:])}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
     finally:

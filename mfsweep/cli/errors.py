@@ -3,6 +3,7 @@ the key, with the nearest known key or option for a typo."""
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import sys
@@ -80,3 +81,20 @@ def reader_gone() -> int:
     /dev/null so that the interpreter's flush at exit raises nothing more, and end with status 0."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+# What to do about each file-system error the sweep cannot fix itself (mfsweep/sweep/atomic.py, STORAGE_ERRNOS).
+STORAGE_ADVICE = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space or raise the quota",
+                  errno.EIO: "check the disk or file system", errno.EROFS: "make the file system writable"}
+
+
+def is_storage_error(err: BaseException) -> bool:
+    """A write the file system refused (full, quota, I/O error, read-only): the machine's fault, not the sweep's."""
+    return isinstance(err, OSError) and err.errno in STORAGE_ADVICE
+
+
+def storage_line(err: OSError, outcome: str = "finished cells are kept and the others resume") -> str:
+    """The storage error as one line: the file, the error, what to do, and what the same command then does."""
+    where = f" {err.filename}" if err.filename else ""
+    return (f"cannot write{where}: {err.strerror or os.strerror(err.errno)}. {STORAGE_ADVICE[err.errno].capitalize()}, "
+            f"then run the same command again: {outcome}.")

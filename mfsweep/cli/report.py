@@ -12,12 +12,13 @@ per setting, the best-alpha table and the cells that did not complete (the per-a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import matplotlib
 
-from mfsweep.cli.errors import reader_gone
+from mfsweep.cli.errors import is_storage_error, reader_gone, storage_line
 from mfsweep.report.page import build_report, report_text, shown_path, write_report
 from mfsweep.sweep.verdict_run import log_verdict_run
 
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return reader_gone()
+    except OSError as exc:
+        if not is_storage_error(exc) or os.environ.get("MFSWEEP_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"mfsweep-report: {storage_line(exc, 'it writes the whole report again')}", file=sys.stderr)
+        return 1
     return 0
 
 

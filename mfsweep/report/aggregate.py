@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -16,8 +18,8 @@ import yaml
 from mfsweep.sweep.cells import cell_name
 from mfsweep.sweep.plan import read_plan
 from mfsweep.report.evaluation import paired_eval_se
-from mfsweep.sweep.record import (CONSTANT, DIAGNOSTIC_KEYS, HISTORY, RECORD, SETTING_KEYS, alpha_schedule,
-                                  check_record, grid_alpha, spec_label, tangent_spec)
+from mfsweep.sweep.record import (CONSTANT, DIAGNOSTIC_KEYS, HISTORY, RECORD, SETTING_KEYS, UnreadableRecord,
+                                  alpha_schedule, grid_alpha, read_record, spec_label, tangent_spec)
 from mfsweep.sweep.states import planned_cells
 
 # A setting is the record's SETTING_KEYS (mfsweep/sweep/record.py), with the schedule and the proxy as their
@@ -26,6 +28,29 @@ from mfsweep.sweep.states import planned_cells
 # besides alpha and seed, and its job's context overrides, e.g. `trainer.lr`, `time.ratio`, `model.width`);
 # records written before that dict existed have none.
 NOT_COMPLETED = ("failed", "diverged", "missing")
+# What reading a cell's history.csv, samples.npz or config.yaml raises when the file is damaged.
+UNREADABLE_FILE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, yaml.YAMLError, csv.Error)
+_warned: set[Path] = set()
+
+
+def unreadable_file(path: Path, exc: BaseException) -> None:
+    """Say once, in one line, that a completed cell's file is unreadable and the report goes on without it."""
+    if path not in _warned:
+        _warned.add(path)
+        print(f"mfsweep-report: {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); reported without it. "
+              "To train the cell again, move its result.json aside and run the sweep's command again.", file=sys.stderr)
+
+
+def read_cell_config(path: Path) -> dict[str, Any] | None:
+    """A cell's resolved config.yaml; None (said once, in one line) when it is damaged."""
+    try:
+        config = yaml.safe_load(path.read_bytes().decode())
+        if not isinstance(config, dict):
+            raise ValueError(f"a YAML {type(config).__name__}, not a config")
+    except UNREADABLE_FILE as exc:
+        unreadable_file(path, exc)
+        return None
+    return config
 
 
 @dataclass
@@ -39,15 +64,16 @@ class CellRecord:
 
 def collect(sweep_dir: str | Path) -> list[CellRecord]:
     """Every `result.json` below `sweep_dir`, and every cell of its plan that has none (as a `missing` record
-    saying why); an unreadable record raises ValueError naming the file."""
-    cells = {}
+    saying why: an unreadable record is missing as `unreadable record`). An unreadable record that no plan
+    lists raises ValueError naming the file (it cannot be placed in a setting)."""
+    cells, unreadable = {}, []
     for path in sorted(Path(sweep_dir).rglob(RECORD)):
         try:
-            record = json.loads(path.read_text())
-            check_record(record, where=str(path))
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{path}: not a valid record ({exc})") from exc
-        cells[path.parent] = CellRecord(path.parent, record)
+            cells[path.parent] = CellRecord(path.parent, read_record(path.parent))
+        except UnreadableRecord as exc:
+            unreadable.append(exc)
+        except OSError as exc:
+            raise ValueError(f"{path}: not readable ({exc})") from exc
     plan = read_plan(Path(sweep_dir))
     for p in planned_cells(Path(sweep_dir), plan) if plan else []:
         if p.dir in cells:
@@ -57,6 +83,10 @@ def collect(sweep_dir: str | Path) -> list[CellRecord]:
             missing = {"status": "missing", "reason": p.reason, "error": None, "alpha": e["alpha"],
                        "seed": e["seed"], "metrics": {}, "eval": {}, "diagnostics": {}, "history": None}
             cells[p.dir] = CellRecord(p.dir, e["record_keys"] | missing, e["setting"])
+    for exc in unreadable:
+        if exc.path.parent not in cells:
+            raise ValueError(f"{exc.path}: not a valid record ({exc.why}); move it aside, or run the sweep's "
+                             "command again to retrain the cell")
     return sorted(cells.values(), key=lambda c: str(c.path))
 
 
@@ -273,12 +303,17 @@ def read_history(cell: CellRecord) -> dict[str, np.ndarray]:
     path = cell.path / (cell.record.get("history") or HISTORY)
     if not cell.record.get("history") or not path.exists():
         return {}
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
+    try:
+        text = path.read_bytes().decode()
+        if not text.endswith("\n"):  # a written history always has at least its header line
+            raise ValueError("empty" if not text else "its last line is cut off")
+        rows = list(csv.DictReader(text.splitlines()))
+        if any(None in r or None in r.values() for r in rows):
+            raise ValueError("a row with too many or too few fields")
+        return {k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows]) for k in rows[0]} if rows else {}
+    except UNREADABLE_FILE as exc:
+        unreadable_file(path, exc)
         return {}
-    return {k: np.array([float(r[k]) if r.get(k) not in (None, "") else np.nan for r in rows])
-            for k in rows[0]}
 
 
 def mean_history(histories: list[dict[str, np.ndarray]], key: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -305,7 +340,10 @@ def loss_settings(setting: Setting) -> tuple[dict[str, Any], dict[str, dict[floa
         path = cell.path / "config.yaml"
         if not path.exists():
             continue
-        loss = (yaml.safe_load(path.read_text()) or {}).get("loss") or {}
+        config = read_cell_config(path)
+        if config is None:
+            continue
+        loss = config.get("loss") or {}
         for k, v in loss.items():
             values = per_alpha.setdefault(k, {}).setdefault(cell.record["alpha"], [])
             if v not in values:

@@ -26,8 +26,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mfsweep.report.aggregate import (
-    NOT_COMPLETED, Row, Setting, add_floor_excess, best_alpha, collect, diagnostic_keys, group_settings,
-    loss_settings, mean_floor, mean_history, paired_difference, read_history, alpha_rows,
+    NOT_COMPLETED, UNREADABLE_FILE, Row, Setting, add_floor_excess, best_alpha, collect, diagnostic_keys,
+    group_settings, loss_settings, mean_floor, mean_history, paired_difference, read_history, alpha_rows,
+    unreadable_file,
 )
 from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from mfsweep.report.compare import MethodResult, compare_methods
@@ -141,9 +142,13 @@ def _samples(setting: Setting) -> list[SamplePanel]:
             cell = r.cells.get(seed)
             path = cell.path / (cell.record["eval"].get("samples_file") or SAMPLES) if cell else None
             if r.status[seed] == "completed" and path.exists():
-                with np.load(path) as z:
-                    gen = z["generated"][:SCATTER_POINTS]
-                    ref = z["reference"][:SCATTER_POINTS] if "reference" in z else None
+                try:
+                    with np.load(path) as z:
+                        gen = z["generated"][:SCATTER_POINTS]
+                        ref = z["reference"][:SCATTER_POINTS] if "reference" in z else None
+                except UNREADABLE_FILE as exc:
+                    unreadable_file(path, exc)
+                    continue
                 note = "" if seed == r.seeds[0] else f"seed {seed}"
                 panels.append(SamplePanel(r.alpha, gen, ref, note))
                 break

@@ -19,9 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-import yaml
 
-from mfsweep.report.aggregate import NOT_COMPLETED, Row, Setting, best_alpha, mean_sem, paired_difference
+from mfsweep.report.aggregate import (NOT_COMPLETED, Row, Setting, best_alpha, mean_sem, paired_difference,
+                                      read_cell_config)
 from mfsweep.report.answers import DEFAULT_MARGIN, Answer, check_margin, decide, margin_for
 from mfsweep.report.formatting import decimals, fmt_pm
 
@@ -164,8 +164,8 @@ def configured_margin(setting: Setting) -> float:
     shares = set()
     for cell in setting.cells():
         path = cell.path / "config.yaml"
-        if path.exists():
-            shares.add(((yaml.safe_load(path.read_text()) or {}).get("verdict") or {}).get("margin", DEFAULT_MARGIN))
+        if path.exists() and (config := read_cell_config(path)) is not None:
+            shares.add((config.get("verdict") or {}).get("margin", DEFAULT_MARGIN))
     if len(shares) > 1:
         raise ValueError(f"{setting.label}: its cells' config.yaml disagree on verdict.margin ({sorted(shares)})")
     return check_margin(shares.pop() if shares else DEFAULT_MARGIN)

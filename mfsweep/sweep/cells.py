@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.config.members import GRID_KEYS, is_packed, member_values, packs
 from mfsweep.config.sections import RERUN_CHOICES
-from mfsweep.sweep.record import read_record, round_alpha
+from mfsweep.sweep.record import UnreadableRecord, read_record, round_alpha
 
 # Overrides that do not change what a cell computes, so they must not change its folder.
 NEUTRAL_PREFIXES = ("hydra", "launcher", "logger", "sweep.", "trainer.progress", "trainer.accelerator",
@@ -132,8 +132,12 @@ def member_cells(root: Path, context: str, cfg: DictConfig, keys: Sequence[str] 
 
 
 def needs_training(cell: Cell, rerun: str) -> bool:
-    """Whether `cell` must be trained: no record yet, or a recorded status that `sweep.rerun` asks to redo."""
+    """Whether `cell` must be trained: no readable record yet, or a recorded status that `sweep.rerun` asks to
+    redo."""
     if rerun not in RERUN_CHOICES:
         raise ValueError(f"sweep.rerun must be one of {tuple(RERUN_CHOICES)}, got {rerun!r}")
-    record = read_record(cell.dir)
+    try:
+        record = read_record(cell.dir)
+    except UnreadableRecord:
+        return True
     return record is None or record["status"] in RERUN_CHOICES[rerun]

@@ -119,7 +119,8 @@ class PlannedLaunch:
     def interrupted(self, exc: Exception, status_text: str) -> None:
         """After a job raised: print the sweep's status. A task that ended without a result (cancelled, timed
         out past its requeues) is no error of the code: say so in one line instead of submitit's log dump."""
-        print(status_text, flush=True)
+        if status_text:
+            print(status_text, flush=True)
         if "DNS SRV lookup failed" in str(exc):
             print("mfsweep-train: SLURM found no slurm.conf (SLURM_CONF unset?): for the local cluster of "
                   "scripts/slurm, `source DIR/env.sh` in this shell first.", file=sys.stderr, flush=True)

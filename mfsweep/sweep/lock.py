@@ -20,6 +20,9 @@ from typing import Any
 log = logging.getLogger("mfsweep")
 LOCK = "train.lock"
 _held: set[Path] = set()  # this process's locks, released at exit if no record released them first
+# A lock's owner is written the instant it is created; one still unreadable after this was left by a process
+# killed in between (or damaged since), and would otherwise keep its cell from ever training.
+WRITE_GRACE_S = 60.0
 
 
 def owner(time_limit_s: float | None) -> dict[str, Any]:
@@ -64,6 +67,15 @@ def stale(lock: dict[str, Any]) -> str | None:
     return None
 
 
+def unwritten(path: Path) -> str | None:
+    """Why an unreadable lock file may be taken over: it has been unreadable for longer than a write takes."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    return f"unreadable, and unchanged for {age:.0f} s" if age > WRITE_GRACE_S else None
+
+
 def describe(lock: dict[str, Any]) -> str:
     job = f", SLURM job {lock['slurm_job']}" if lock.get("slurm_job") else ""
     return f"{lock.get('host', '?')} pid {lock.get('pid', '?')}{job}"
@@ -78,7 +90,7 @@ def acquire(cell_dir: Path, time_limit_s: float | None = None) -> bool:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             held = read_lock(cell_dir)
-            why = stale(held) if held else None
+            why = stale(held) if held else unwritten(path)
             if why is None:
                 return False
             # Rename first: of two processes taking over the same stale lock, only one rename succeeds.
@@ -117,7 +129,8 @@ def release(cell_dir: Path) -> None:
 
 
 @atexit.register
-def _release_all() -> None:
+def release_all() -> None:
+    """Drop every lock this process holds (at exit; and when a launch ends on an error that wrote no record)."""
     for path in list(_held):
         release(path.parent)
 

@@ -11,6 +11,7 @@ planned it, whose job numbers its `job` counts.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.config.build import member_proxy, member_schedule
 from mfsweep.config.members import packed_keys as config_packed_keys
-from mfsweep.sweep.atomic import write_json_atomic
+from mfsweep.sweep.atomic import remove_temporaries, set_aside, write_json_atomic
 from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, member_cells, setting_keys
 from mfsweep.sweep.record import setting_fields
 
@@ -29,6 +30,17 @@ SCHEMA = 1
 GRID_KEYS = ("alpha.value", "seed")  # what varies inside a setting; every other key makes the setting
 # submitit's per-job folders: <array job id>_<task id>, or <job id> for a batch of one job (not an array)
 TASK_DIR = re.compile(r"(\d+)(_\d+)?")
+log = logging.getLogger("mfsweep")
+
+
+class UnreadablePlan(ValueError):
+    """A `plan.json` that is not a plan (truncated, garbage, another schema). The plan is derived data: the
+    sweep's command rebuilds it, and the cells' records say where each stands."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(f"{path} is unreadable ({why}): run the sweep's command again to rebuild it "
+                         f"(its records are kept)")
+        self.path, self.why = Path(path), why
 
 
 def setting_of_overrides(overrides: Iterable[str]) -> dict[str, str]:
@@ -89,8 +101,34 @@ def plan_entries(cfg: DictConfig, root: Path, overrides: Sequence[str], job: int
 
 
 def read_plan(root: Path) -> dict[str, Any] | None:
+    """The folder's plan; None when it has none; UnreadablePlan when its file is not a plan."""
     path = Path(root) / PLAN
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        plan = json.loads(text)
+        if not isinstance(plan, dict) or plan.get("schema") != SCHEMA:
+            raise ValueError(f"not a schema-{SCHEMA} plan")
+        if not isinstance(plan.get("cells"), list) or not all(isinstance(c, dict) and "dir" in c for c in plan["cells"]):
+            raise ValueError("its cells are not a list of plan entries")
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise UnreadablePlan(path, str(exc)) from None
+    return plan
+
+
+def readable_plan(root: Path) -> dict[str, Any] | None:
+    """The folder's plan for a launch to merge into; an unreadable one is moved aside (one warning line) and
+    this launch rebuilds the plan from its command, the records telling where each cell stands."""
+    remove_temporaries(root, (PLAN,))  # left by a launching process killed mid-write; a launch is the plan's writer
+    try:
+        return read_plan(root)
+    except UnreadablePlan as exc:
+        grave = set_aside(exc.path)
+        log.warning("%s: unreadable (%s); moved aside to %s, rebuilding the plan from this command",
+                    exc.path, exc.why, grave.name)
+        return None
 
 
 def write_plan(root: Path, plan: dict[str, Any]) -> Path:
@@ -101,7 +139,7 @@ def write_plan(root: Path, plan: dict[str, Any]) -> Path:
 def merge_plan(root: Path, command: list[str], launcher: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
     """The folder's plan with this launch's cells merged in: earlier cells stay planned; a cell planned again
     takes this launch's entry (its job, overrides; its array task once submitted)."""
-    old = read_plan(root) or {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "cells": []}
+    old = readable_plan(root) or {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "cells": []}
     cells = {c["dir"]: c for c in old["cells"]}
     launch = len(old.get("launches", []))
     for e in entries:

@@ -5,13 +5,14 @@ its config, its member of the trained task and its evaluation; the runner only w
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from mfsweep.sweep.atomic import write_json_atomic
+from mfsweep.sweep.atomic import remove_temporaries, set_aside, write_json_atomic
 from mfsweep.sweep.lock import release
 from mfsweep.sweep.provenance import provenance
 
@@ -29,6 +30,17 @@ TOP_KEYS = (
 )
 SCHEMA_2_KEYS = ("alpha_schedule", "alpha_trajectory")
 CONSTANT = "constant"
+UNREADABLE = "unreadable record"  # how status and report name a cell whose record cannot be read
+log = logging.getLogger("mfsweep")
+
+
+class UnreadableRecord(ValueError):
+    """A `result.json` that is not a record of its cell (truncated, garbage, another schema, another cell's):
+    the cell counts as not completed, and its next training moves the file aside (`prepare_cell`)."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(f"{path}: {why}")
+        self.path, self.why = Path(path), why
 # Record keys that, with the dataset, tell settings of one sweep apart (alpha and seed are the grid): written by
 # `setting_fields`, for a cell's record and for a planned cell's entry (plan.json) alike, and grouped by in the
 # report (report/aggregate.py). The schedule and the proxy are there as their specs.
@@ -200,13 +212,45 @@ def write_record(cell_dir: str | Path, record: dict[str, Any]) -> Path:
 
 
 def read_record(cell_dir: str | Path) -> dict[str, Any] | None:
-    """The cell's record, or None when it has none yet."""
+    """The cell's record, or None when it has none yet; UnreadableRecord when its file is not a valid record
+    of this cell."""
     path = Path(cell_dir) / RECORD
-    if not path.exists():
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
         return None
-    record = json.loads(path.read_text())
-    check_record(record, where=str(path))
+    try:
+        record = json.loads(text)
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, not a record")
+        check_record(record, where="record")
+        _check_cell(record, path.parent)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise UnreadableRecord(path, str(exc).removeprefix("record: ")) from None
     return record
+
+
+def _check_cell(record: dict[str, Any], cell_dir: Path) -> None:
+    """A record in a cell folder (`alpha=A,seed=S` or `seed=S`) must be that cell's: a file copied from
+    another cell would otherwise be reported as this one."""
+    from mfsweep.sweep.cells import cell_name
+
+    if cell_dir.name.startswith(("alpha=", "seed=")):
+        own = cell_name(grid_alpha(record), record["seed"])
+        if own != cell_dir.name:
+            raise ValueError(f"the record of another cell ({own})")
+
+
+def prepare_cell(cell_dir: str | Path) -> None:
+    """Before a cell trains (its lock held): move an unreadable record aside, with one warning line, and
+    remove the temporary files that a writer killed mid-write left in its folder."""
+    cell_dir = Path(cell_dir)
+    remove_temporaries(cell_dir, (RECORD, SAMPLES, HISTORY, "config.yaml"))
+    try:
+        read_record(cell_dir)
+    except UnreadableRecord as exc:
+        grave = set_aside(exc.path)
+        log.warning("%s: %s; moved aside to %s, training the cell again", exc.path, exc.why, grave.name)
 
 
 def check_record(record: dict[str, Any], where: str = "record") -> None:

@@ -22,10 +22,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.config.members import packed_keys as config_packed_keys
-from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_npz_atomic
+from mfsweep.sweep.atomic import StorageError, write_bytes_atomic, write_csv_atomic, write_npz_atomic
 from mfsweep.sweep.cells import Cell, context_overrides, member_cells, needs_training, override_key, setting_keys
 from mfsweep.sweep.lock import claim
-from mfsweep.sweep.record import HISTORY, SAMPLES, cell_metrics, cell_record, write_record
+from mfsweep.sweep.record import HISTORY, SAMPLES, cell_metrics, cell_record, prepare_cell, write_record
 
 if TYPE_CHECKING:
     from mfsweep.tasks.meanflow import CellEval, MeanFlowModule
@@ -81,6 +81,8 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
     todo = claim(todo, OmegaConf.select(cfg, "launcher.timeout_min"), lambda c: needs_training(c, cfg.sweep.rerun))
     if not todo:
         return []
+    for c in todo:
+        prepare_cell(c.dir)
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -131,7 +133,7 @@ def run(cfg: DictConfig, root: Path, context: str = "", overrides: Sequence[str]
         tracking.interrupted()
         raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as exc:
-        if not rank_zero:
+        if not rank_zero or isinstance(exc, StorageError):  # the disk's fault, not the cells': no failed record
             raise
         wall = (time.perf_counter() - start) / len(todo)
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"

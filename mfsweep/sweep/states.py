@@ -10,7 +10,7 @@ from typing import Any
 
 from mfsweep.sweep.lock import describe, read_lock, stale
 from mfsweep.sweep.plan import read_plan
-from mfsweep.sweep.record import read_record
+from mfsweep.sweep.record import UNREADABLE, UnreadableRecord, read_record
 
 # sacct's final states of an array task, as the reason its cells have no record.
 SLURM_REASONS = {"CANCELLED": "cancelled", "TIMEOUT": "timed out", "FAILED": "job failed", "NODE_FAIL": "node failed",
@@ -26,7 +26,7 @@ class PlannedCell:
     entry: dict[str, Any]
     dir: Path
     state: str  # completed | failed | diverged | missing
-    reason: str | None = None  # why a missing cell is missing: cancelled, timed out, running, never started ...
+    reason: str | None = None  # why a missing cell is missing: unreadable record, cancelled, running, never started ...
     record: dict[str, Any] | None = None
 
 
@@ -72,7 +72,11 @@ def planned_cells(root: Path, plan: dict[str, Any] | None = None) -> list[Planne
     out = []
     for e in entries:
         cell_dir = Path(root) / e["dir"]
-        record = read_record(cell_dir)
+        try:
+            record = read_record(cell_dir)
+        except UnreadableRecord as exc:
+            out.append(PlannedCell(e, cell_dir, "missing", f"{UNREADABLE} ({exc.why})"))
+            continue
         if record is not None:
             out.append(PlannedCell(e, cell_dir, record["status"], record=record))
         else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mfsweep.sweep.plan import overrides_label, read_plan, varying
 from mfsweep.sweep.race import race_lines
+from mfsweep.sweep.record import RECORD, UNREADABLE
 from mfsweep.sweep.states import PlannedCell, planned_cells
 
 ORDER = ("completed", "failed", "diverged", "missing")
@@ -78,6 +79,10 @@ def summary(root: Path) -> str:
     for c in bad:
         error = (c.record or {}).get("error") or f"diverged at step {(c.record or {}).get('diverged_step')}"
         lines.append(f"{c.state}: {c.entry['dir']}: {error.strip().splitlines()[0][:160]}")
+    for c in cells:
+        if c.state == "missing" and c.reason.startswith(UNREADABLE):
+            lines.append(f"{UNREADABLE}: {c.dir / RECORD}: {c.reason[len(UNREADABLE) + 2:-1]}; the command below "
+                         "moves it aside and trains the cell again")
     waiting = [c for c in cells if c.state == "missing" and c.reason.startswith(("running", "pending"))]
     left = [c for c in cells if c.state == "missing" and c not in waiting] + bad
     if left:

@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mfsweep.report.aggregate import read_cell_config
 from mfsweep.tasks.tracking import drop_earlier_parts, wandb_run_id
 
 JOB_TYPE = "verdict"
@@ -22,7 +21,9 @@ def sweep_logger(sweep_dir: Path) -> tuple[dict[str, Any], str] | None:
     for path in sorted(Path(sweep_dir).rglob("config.yaml")):
         if ".hydra" in path.parts:
             continue
-        cfg = yaml.safe_load(path.read_text()) or {}
+        cfg = read_cell_config(path)
+        if cfg is None:
+            continue
         logger = cfg.get("logger") or {}
         if logger.get("name") != "wandb":
             return None

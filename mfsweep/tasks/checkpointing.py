@@ -20,6 +20,8 @@ from typing import Any, Callable
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from mfsweep.sweep.atomic import kill_point, storage_error
+
 log = logging.getLogger("mfsweep")
 PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"  # submitit's own variable (default USR2)
 
@@ -54,9 +56,14 @@ class LastCheckpoint(L.Callback):
         self._saved_at = trainer.global_step
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)  # every rank takes part; only rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)  # never a half-written checkpoint
+        try:
+            trainer.save_checkpoint(tmp)  # every rank takes part; only rank 0 writes
+            if trainer.is_global_zero:
+                kill_point(self.path)
+                os.replace(tmp, self.path)  # never a half-written checkpoint
+        except OSError as exc:  # a full or failing disk: leave no partial file to fill it further
+            tmp.unlink(missing_ok=True)
+            raise storage_error(exc, self.path) from None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         # Only a job runner's Python handler (submitit's) is deferred; the default action stays untouched.

@@ -10,7 +10,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from mfsweep.report import answers
 from mfsweep.report.answers import decide

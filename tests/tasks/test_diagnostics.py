@@ -13,7 +13,6 @@ from conftest import TINY, compose_cfg
 from mfsweep.tasks import build_task
 from mfsweep.cli.train import train
 from mfsweep.method.theory import JacobianScalars, MatrixTerms
-from mfsweep.tasks import task_class
 from mfsweep.tasks.diagnostics import STATS, Ingredients, bin_statistics, record_summary, summarise
 
 F64 = torch.float64
