@@ -4,6 +4,7 @@ from sweep folders: the same aggregation and verdicts as `mfsweep-report`, laid 
     python scripts/grid_tables.py runs/toy_grid                       # headline, SW1, excess, gradient variance
     python scripts/grid_tables.py runs/toy_grid runs/extensions       # ... and the schedules/proxies beside it
     python scripts/grid_tables.py runs/toy_grid runs/corner           # ... or other settings (the corner recipe)
+    python scripts/grid_tables.py runs/toy_grid --evaluation quantile # from the cells' re-evaluation (mfsweep-evaluate)
 
 Headline: SW1 at alpha = 0, the best alpha and its paired difference to alpha = 0, alpha = 1 and its paired
 difference, the gradient variance at 0 and 1, and whether the verdict holds over the last third of training.
@@ -17,6 +18,7 @@ from pathlib import Path
 from mfsweep.report.aggregate import (add_floor_excess, best_alpha, collect, group_settings, read_history,
                                      alpha_rows)
 from mfsweep.report.compare import compare_methods, is_grid
+from mfsweep.report.evaluation import check_alike, use_evaluation
 from mfsweep.report.formatting import fmt_pm
 from mfsweep.report.verdict import (checkpoint_key, configured_margin, matched_steps, paired_by_seed, seed_values,
                                    setting_answer, setting_histories, stability)
@@ -130,8 +132,12 @@ def others(settings, grids, compared) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("--evaluation", metavar="NAME", help="the cells' re-evaluation NAME (evaluations/NAME.json)")
     args = parser.parse_args()
     cells = [c for f in args.folders for c in collect(f)]
+    if args.evaluation:
+        use_evaluation(cells, args.evaluation)
+    check_alike(cells, args.folders[0])
     add_floor_excess(cells)
     settings = group_settings(alpha_rows(cells, METRICS))
     grids = [s for s in settings if is_grid(s) and best_alpha(s, "sw1") is not None]  # a grid still running: later

@@ -82,3 +82,42 @@ def test_the_readme_sw_recomputation_runs_as_written_and_matches_the_record(tiny
     assert set(printed) == {"sw1", "sw2"}
     for key, value in printed.items():
         assert float(value) == pytest.approx(record[key], rel=1e-5)
+
+
+def config_table(doc: Path, heading: str) -> dict[str, set[str]]:
+    """The options each config group's row of `doc`'s table under `heading` lists (a row with no group continues
+    the one above; parenthesised keys and notes left out, `dit_{s,b}_{2,4}` expanded)."""
+    text = doc.read_text(encoding="utf-8").split(heading, 1)[1]
+    groups: dict[str, set[str]] = {}
+    group = None
+    for line in text.splitlines()[1:]:
+        if not line.startswith("|"):
+            if groups:
+                break
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] in ("group", "---"):
+            continue
+        group = cells[0].strip("`") or group
+        options = re.sub(r"\([^)]*\)", " ", cells[1]).replace("`", " ")
+        for name in re.split(r"[\s;]+|,(?![^{]*\})", options):  # a comma inside {...} is the pattern's
+            groups.setdefault(group, set()).update(expand(name) if name else ())
+    return groups
+
+
+def expand(name: str) -> list[str]:
+    """`dit_{s,b}_{2,4}` -> dit_s_2, dit_s_4, dit_b_2, dit_b_4."""
+    match = re.search(r"\{([^}]*)\}", name)
+    if not match:
+        return [name]
+    return [n for part in match.group(1).split(",") for n in expand(name[:match.start()] + part + name[match.end():])]
+
+
+@pytest.mark.parametrize("doc, heading", [("README.md", "### Config groups (`conf/`)"),
+                                          ("docs/design.md", "## Config groups")])
+def test_the_config_tables_list_exactly_the_yaml_files_of_conf(doc, heading):
+    listed = config_table(REPO / doc, heading)
+    assert listed, f"{doc} has no config-group table under {heading!r}"
+    for group, names in listed.items():
+        on_disk = {p.stem for p in (REPO / "conf" / group).glob("*.yaml")}
+        assert names == on_disk, f"{doc}: {group}: lists {sorted(names - on_disk)} not in conf/, misses {sorted(on_disk - names)}"

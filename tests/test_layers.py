@@ -36,25 +36,26 @@ def test_the_diagram_in_design_md_is_the_contract():
     assert [line for line in drawn if line] == layers
 
 
-def test_an_upward_import_breaks_the_contract_naming_it(tmp_path):
+def lint_with(tmp_path, module: str, lines: str):
+    """lint-imports on a copy of the package whose `module` (a path below it) ends with `lines`."""
     for part in ("mfsweep", "hydra_plugins"):
         shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path)
-    streams = tmp_path / "mfsweep" / "tasks" / "streams.py"
-    streams.write_text(streams.read_text() + "\nfrom mfsweep.sweep.record import RECORD  # noqa: E402\n")
-    out = lint(tmp_path)
+    path = tmp_path / module
+    path.write_text(path.read_text() + lines)
+    return lint(tmp_path)
+
+
+def test_an_upward_import_breaks_the_contract_naming_it(tmp_path):
+    out = lint_with(tmp_path, "mfsweep/tasks/streams.py", "\nfrom mfsweep.sweep.record import RECORD  # noqa: E402\n")
     assert out.returncode == 1
     assert "mfsweep.tasks is not allowed to import mfsweep.sweep" in out.stdout
     assert "mfsweep.tasks.streams -> mfsweep.sweep.record" in out.stdout
 
 
 def test_method_importing_the_package_or_a_framework_breaks_the_contract(tmp_path):
-    for part in ("mfsweep", "hydra_plugins"):
-        shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "pyproject.toml", tmp_path)
-    loss = tmp_path / "mfsweep" / "method" / "loss.py"
-    loss.write_text(loss.read_text() + "\nimport omegaconf  # noqa: E402\nfrom mfsweep.data import toy  # noqa: E402\n")
-    out = lint(tmp_path)
+    out = lint_with(tmp_path, "mfsweep/method/loss.py",
+                    "\nimport omegaconf  # noqa: E402\nfrom mfsweep.data import toy  # noqa: E402\n")
     assert out.returncode == 1
     assert "mfsweep.method.loss -> omegaconf" in out.stdout
     assert "mfsweep.method.loss -> mfsweep.data.toy" in out.stdout

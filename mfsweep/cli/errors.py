@@ -83,7 +83,7 @@ def reader_gone() -> int:
     return 0
 
 
-# What to do about each file-system error the sweep cannot fix itself (mfsweep/sweep/atomic.py, STORAGE_ERRNOS).
+# What to do about each file-system error the sweep cannot fix itself (mfsweep/atomic.py, STORAGE_ERRNOS).
 STORAGE_ADVICE = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space or raise the quota",
                   errno.EIO: "check the disk or file system", errno.EROFS: "make the file system writable"}
 

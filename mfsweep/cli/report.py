@@ -20,7 +20,7 @@ import matplotlib
 
 from mfsweep.cli.errors import is_storage_error, reader_gone, storage_line
 from mfsweep.report.page import build_report, report_text, shown_path, write_report
-from mfsweep.sweep.verdict_run import log_verdict_run
+from mfsweep.report.verdict_run import log_verdict_run
 
 
 def report(sweep_dir: Path, *more: Path, evaluation: str | None = None) -> str:

@@ -30,7 +30,7 @@ def make_vector_dataset(name: str, dim: int = 2, finite_size: int | None = None,
             base = GaussianMixture(dim, **kwargs)
         else:
             if dim != ToyDataset.dim:
-                raise ConfigValueError("dataset.dim", f"the 2-D set {name!r} has dim {ToyDataset.dim}, got {dim!r}")
+                raise ConfigValueError("dataset.dim", f"must be {ToyDataset.dim} for the 2-D set {name!r}, got {dim!r}")
             base = ToyDataset(name)
         if finite_size is None:
             return base

@@ -11,6 +11,8 @@ Forward-mode AD is not implemented for the fused SDPA kernels (flash/efficient o
 """
 from __future__ import annotations
 
+import functools
+
 import inspect
 import math
 from contextlib import contextmanager
@@ -320,23 +322,17 @@ def count_parameters(config: Mapping[str, Any]) -> int:
 #                                   DiT Configs                                  #
 #################################################################################
 
-def DiT_XL_2(**kwargs: Any) -> DiT: return DiT(depth=28, hidden_size=1152, patch_size=2, num_heads=16, **kwargs)
-def DiT_XL_4(**kwargs: Any) -> DiT: return DiT(depth=28, hidden_size=1152, patch_size=4, num_heads=16, **kwargs)
-def DiT_XL_8(**kwargs: Any) -> DiT: return DiT(depth=28, hidden_size=1152, patch_size=8, num_heads=16, **kwargs)
-def DiT_L_2(**kwargs: Any) -> DiT: return DiT(depth=24, hidden_size=1024, patch_size=2, num_heads=16, **kwargs)
-def DiT_L_4(**kwargs: Any) -> DiT: return DiT(depth=24, hidden_size=1024, patch_size=4, num_heads=16, **kwargs)
-def DiT_L_8(**kwargs: Any) -> DiT: return DiT(depth=24, hidden_size=1024, patch_size=8, num_heads=16, **kwargs)
-def DiT_B_2(**kwargs: Any) -> DiT: return DiT(depth=12, hidden_size=768, patch_size=2, num_heads=12, **kwargs)
-def DiT_B_4(**kwargs: Any) -> DiT: return DiT(depth=12, hidden_size=768, patch_size=4, num_heads=12, **kwargs)
-def DiT_B_8(**kwargs: Any) -> DiT: return DiT(depth=12, hidden_size=768, patch_size=8, num_heads=12, **kwargs)
-def DiT_S_2(**kwargs: Any) -> DiT: return DiT(depth=12, hidden_size=384, patch_size=2, num_heads=6, **kwargs)
-def DiT_S_4(**kwargs: Any) -> DiT: return DiT(depth=12, hidden_size=384, patch_size=4, num_heads=6, **kwargs)
-def DiT_S_8(**kwargs: Any) -> DiT: return DiT(depth=12, hidden_size=384, patch_size=8, num_heads=6, **kwargs)
+# DiT's model zoo: (depth, hidden_size, num_heads) per size, each at patch 2, 4 and 8. conf/model/dit_*.yaml spell
+# the same numbers out for Hydra; tests/models/test_dit.py holds the two together.
+SIZES = {"XL": (28, 1152, 16), "L": (24, 1024, 16), "B": (12, 768, 12), "S": (12, 384, 6)}
+PATCHES = (2, 4, 8)
 
 
-DiT_models = {
-    "DiT-XL/2": DiT_XL_2, "DiT-XL/4": DiT_XL_4, "DiT-XL/8": DiT_XL_8,
-    "DiT-L/2": DiT_L_2, "DiT-L/4": DiT_L_4, "DiT-L/8": DiT_L_8,
-    "DiT-B/2": DiT_B_2, "DiT-B/4": DiT_B_4, "DiT-B/8": DiT_B_8,
-    "DiT-S/2": DiT_S_2, "DiT-S/4": DiT_S_4, "DiT-S/8": DiT_S_8,
-}
+def size_arguments(name: str) -> dict[str, int]:
+    """`DiT(**...)`'s size arguments of a zoo name such as "DiT-B/4"."""
+    size, patch = name.removeprefix("DiT-").split("/")
+    depth, hidden_size, num_heads = SIZES[size]
+    return {"depth": depth, "hidden_size": hidden_size, "patch_size": int(patch), "num_heads": num_heads}
+
+
+DiT_models = {f"DiT-{s}/{p}": functools.partial(DiT, **size_arguments(f"DiT-{s}/{p}")) for s in SIZES for p in PATCHES}

@@ -30,7 +30,7 @@ from mfsweep.report.aggregate import (
     group_settings, loss_settings, mean_floor, mean_history, paired_difference, read_history, alpha_rows,
     unreadable_file,
 )
-from mfsweep.sweep.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from mfsweep.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from mfsweep.report.compare import MethodResult, compare_methods
 from mfsweep.report.evaluation import check_alike, use_evaluation
 from mfsweep.report.plots import (

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.config.build import member_proxy, member_schedule
 from mfsweep.config.members import packed_keys as config_packed_keys
-from mfsweep.sweep.atomic import remove_temporaries, set_aside, write_json_atomic
+from mfsweep.atomic import remove_temporaries, set_aside, write_json_atomic
 from mfsweep.sweep.cells import NEUTRAL_PREFIXES, Cell, context_name, member_cells, setting_keys
 from mfsweep.sweep.record import setting_fields
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from mfsweep.sweep.atomic import remove_temporaries, set_aside, write_json_atomic
+from mfsweep.atomic import remove_temporaries, set_aside, write_json_atomic
 from mfsweep.sweep.lock import release
 from mfsweep.sweep.provenance import provenance
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from mfsweep.sweep.atomic import write_json_atomic
+from mfsweep.atomic import write_json_atomic
 from mfsweep.sweep.plan import PLAN
 from mfsweep.sweep.record import RECORD, grid_alpha, read_record
 

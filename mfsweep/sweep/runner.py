@@ -22,7 +22,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mfsweep.config.members import packed_keys as config_packed_keys
-from mfsweep.sweep.atomic import StorageError, write_bytes_atomic, write_csv_atomic, write_npz_atomic
+from mfsweep.atomic import StorageError, write_bytes_atomic, write_csv_atomic, write_npz_atomic
 from mfsweep.sweep.cells import Cell, context_overrides, member_cells, needs_training, override_key, setting_keys
 from mfsweep.sweep.lock import claim
 from mfsweep.sweep.record import HISTORY, SAMPLES, cell_metrics, cell_record, prepare_cell, write_record

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from mfsweep.sweep.atomic import kill_point, storage_error
+from mfsweep.atomic import kill_point, storage_error
 
 log = logging.getLogger("mfsweep")
 PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"  # submitit's own variable (default USR2)

@@ -30,7 +30,7 @@ from conftest import TINY
 from mfsweep.cli import entry
 from mfsweep.cli.report import main as report_main
 from mfsweep.cli.status import main as status_main
-from mfsweep.sweep.atomic import KILL_AT
+from mfsweep.atomic import KILL_AT
 
 pytestmark = pytest.mark.faults
 

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
-from mfsweep.models import dit as dit_module
-from mfsweep.models.dit import DiT, DiT_models, count_parameters, math_attention
+from mfsweep.models.dit import DiT, DiT_models, count_parameters, math_attention, size_arguments
 
 TINY = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=10)
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _tiny(dtype: torch.dtype = torch.float32, perturb: bool = True, **overrides) -> DiT:
@@ -200,7 +203,6 @@ def test_b4_size_follows_from_the_published_count_to_its_rounding():
 @pytest.mark.parametrize("patch", [2, 4, 8])
 def test_model_zoo(name, hidden, depth, heads, patch):
     factory = DiT_models[f"DiT-{name}/{patch}"]
-    assert factory is getattr(dit_module, f"DiT_{name}_{patch}")
     with torch.device("meta"):
         model = factory(input_size=16, in_channels=3, num_classes=5)
     built = (model.pos_embed.shape[-1], len(model.blocks), model.num_heads, model.patch_size)
@@ -208,6 +210,16 @@ def test_model_zoo(name, hidden, depth, heads, patch):
     config = dict(input_size=16, in_channels=3, num_classes=5, hidden_size=hidden, depth=depth, num_heads=heads,
                   patch_size=patch)
     assert sum(p.numel() for p in model.parameters()) == count_parameters(config)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "conf" / "model").glob("dit_*.yaml")), ids=lambda p: p.stem)
+def test_each_dit_yaml_is_its_zoo_size(path):
+    """conf/model/dit_*.yaml spell out for Hydra the sizes models/dit.py defines: the file's name, its `name` and
+    its sizes must all be one zoo entry's."""
+    cfg = yaml.safe_load(path.read_text())
+    size, patch = path.stem.removeprefix("dit_").split("_")
+    assert cfg["name"] == f"DiT-{size.upper()}/{patch}"
+    assert {k: cfg[k] for k in ("depth", "hidden_size", "patch_size", "num_heads")} == size_arguments(cfg["name"])
 
 
 def test_zoo_has_exactly_the_twelve_models():

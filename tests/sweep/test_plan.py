@@ -5,11 +5,10 @@ checkpoint is corrupt, as after a node crash mid-write) has a W&B run with statu
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from commands import ARGS, CLI
+from commands import ARGS, launch
 from conftest import compose_cfg
 from wandb_files import run_contents
 
@@ -38,12 +37,6 @@ def corrupt_checkpoint(root: Path, *overrides: str) -> None:
     path = checkpoint_path(root, context, member_cells(root, context, cfg, setting_keys(args, packed)))
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a checkpoint")
-
-
-def launch(root: Path, *args: str) -> tuple[int, str]:
-    done = subprocess.run([CLI, "-m", *ARGS, *args, f"hydra.sweep.dir={root}"], capture_output=True, text=True,
-                          timeout=600, cwd=root.parent)
-    return done.returncode, done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_plan import launch
+from commands import ALPHAS, RACE, launch
 
 from mfsweep.cli.status import main as status_main
 
 from mfsweep.method.errors import ConfigValueError
 from mfsweep.cli.preflight import preflight
-from mfsweep.cli.train import CONF_DIR
+from mfsweep.config import CONF_DIR
 from mfsweep.sweep.race import check_race
 from mfsweep.report.answers import decide
 from mfsweep.report.rounds import decide_round
@@ -24,7 +24,6 @@ from mfsweep.sweep.plan import read_plan, write_plan
 from mfsweep.sweep.race import dropped_when, next_round, race_seeds, seeds_per_alpha, settle
 from mfsweep.sweep.record import make_record, write_record
 
-ALPHAS = [0.0, 0.5, 1.0]
 
 
 def _race(first=(0, 1, 2), round_seeds=3, max_seeds=12) -> dict:
@@ -133,8 +132,6 @@ def test_a_race_needs_a_multirun():
 # A tiny race on the command line: 2 rounds of one seed (one seed decides nothing, so round 2 always runs)
 # ---------------------------------------------------------------------------------------------------------
 
-RACE = ["sweep.until=resolved", "sweep.mode=packed", "dataset=two_moons", "alpha.value=0.0,0.5,1.0", "seed=0",
-        "sweep.round_seeds=1", "sweep.max_seeds=2"]
 
 
 @pytest.fixture(scope="module")

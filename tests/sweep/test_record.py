@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, compose_cfg
 
-from mfsweep.sweep.atomic import write_json_atomic
+from mfsweep.atomic import write_json_atomic
 from mfsweep.sweep.cells import member_cells
 from mfsweep.sweep.plan import record_keys
 from mfsweep.sweep.record import (SETTING_KEYS, alpha_schedule, cell_metrics, check_record, grid_alpha, make_record,

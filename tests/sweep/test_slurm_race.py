@@ -8,9 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_plan import ARGS, CLI
-from test_race import ALPHAS, RACE
-from test_slurm_sweep import PRESET
+from commands import ALPHAS, ARGS, CLI, PRESET, RACE
 
 from mfsweep.cli.status import summary
 from mfsweep.sweep.lock import read_lock
