@@ -183,4 +183,11 @@ def read_evaluation(cell_dir: Path, name: str) -> dict[str, Any]:
     if not path.exists():
         raise ValueError(f"{cell_dir}: no evaluation {name!r} ({path} is missing); "
                          f"run `mfsweep-evaluate SWEEP_DIR ... --name {name}`")
-    return json.loads(path.read_text())
+    try:
+        evaluation = json.loads(path.read_text())
+        if not isinstance(evaluation, dict) or not {"metrics", "eval"} <= evaluation.keys():
+            raise ValueError("no metrics and eval blocks")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is unreadable ({str(exc).splitlines()[0][:80]}); write it again with "
+                         f"`mfsweep-evaluate SWEEP_DIR ... --name {name}`") from None
+    return evaluation

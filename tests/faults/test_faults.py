@@ -303,6 +303,64 @@ def test_a_refused_write_ends_the_run_in_one_line_and_the_same_command_resumes(s
     assert_recovered(sweep, reference)
 
 
+# --- the report's and the re-evaluation's files -------------------------------------------------------------
+
+EVALUATE = str(Path(sys.executable).parent / "mfsweep-evaluate")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", KINDS)
+def test_a_damaged_verdict_json_is_written_again_by_the_report(sweep, tools, how):
+    rc, out = tools.report(sweep)
+    assert rc == 0, out
+    written = (sweep / "verdict.json").read_bytes()
+    damage(sweep / "verdict.json", how, sweep)
+    rc, out = tools.report(sweep)
+    assert rc == 0 and "Traceback" not in out, out[-3000:]
+    assert (sweep / "verdict.json").read_bytes() == written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("code", STORAGE)
+def test_a_refused_verdict_json_write_ends_the_report_in_one_line(sweep, tools, monkeypatch, code):
+    rc, out = tools.report(sweep)
+    written = (sweep / "verdict.json").read_bytes()
+    (sweep / "verdict.json").unlink()
+    with monkeypatch.context() as m:
+        refuse(m, "verdict.json", STORAGE[code])
+        rc, out = tools.report(sweep)
+    lines = [line for line in out.splitlines() if "verdict.json" in line]
+    assert rc != 0 and len(lines) == 1 and "Traceback" not in out, out[-3000:]
+    assert os.strerror(STORAGE[code]) in lines[0]
+    assert not [p for p in sweep.rglob("*") if p.name.endswith("tmp")]
+    rc, out = tools.report(sweep)
+    assert rc == 0 and (sweep / "verdict.json").read_bytes() == written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", KINDS + ["other schema"])
+def test_a_damaged_evaluation_is_refused_in_one_line_and_written_again_by_the_same_command(sweep, tools, how):
+    evaluate = [EVALUATE, str(sweep), "--name", "again"]
+    done = subprocess.run(evaluate, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    path = cell_dir(sweep) / "evaluations" / "again.json"
+    written = path.read_bytes()
+    if how == "other schema":
+        path.write_text(json.dumps({"schema": 99}))
+    else:
+        damage(path, how, sweep)
+    tools._out()
+    rc = report_main([str(sweep), "--evaluation", "again"])
+    out = tools._out()
+    lines = [line for line in out.splitlines() if str(path) in line]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in out, out[-3000:]
+    assert "mfsweep-evaluate" in lines[0]
+    done = subprocess.run(evaluate, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert path.read_bytes() == written
+    assert not [p for p in sweep.rglob("*") if p.name.endswith("tmp")]
+
+
 # --- killed processes ----------------------------------------------------------------------------------------
 
 KILLS = ["result.json#3", "last.ckpt#1", "last.ckpt#2", "samples.npz#2", "history.csv#1", "config.yaml#4",
