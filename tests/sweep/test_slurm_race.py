@@ -15,7 +15,9 @@ from mfsweep.sweep.lock import read_lock
 from mfsweep.sweep.plan import read_plan, submitted_tasks
 from slurm_cluster import SlurmCluster
 
-pytestmark = pytest.mark.slurm
+# slow: racy on a quiet machine (round 2's job can finish before scancel lands; a fresh-clone run saw it
+# exit 0 once), so it stays out of `make test` until the cancel waits on a job that cannot finish first.
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # Long enough that the cancel lands while round 2 trains, as in test_slurm_plan.py.
 COMMAND = [CLI, "-m", *PRESET, *ARGS, *RACE, "sweep.name=race-test", "trainer.max_steps=3000"]
