@@ -57,8 +57,10 @@ def pack(overrides: List[Override], keys: List[str], parser: OverridesParser) ->
 
 
 def swept_values(overrides: List[Override], key: str, default: Any) -> List[Any]:
-    """The values the command line gives `key` (a sweep, a list, or one value), else `default`'s."""
-    for o in overrides:
+    """The values the command line gives `key` (a sweep, a list, or one value), else `default`'s. The last override
+    of `key` wins, as in the jobs Hydra makes: a sweep file's `hydra.sweeper.params` come first and the command
+    line after them (`--config-name toy_grid seed=0,1,2` races seeds 0-2, not the file's 0-5)."""
+    for o in reversed(overrides):
         if o.get_key_element().lstrip("+~") == key:
             value = list(o.sweep_iterator()) if o.is_discrete_sweep() else o.value()
             return list(value) if isinstance(value, list) else [value]

@@ -119,6 +119,17 @@ def test_bad_race_keys_are_one_line_naming_the_key_before_anything_is_written(tm
     assert not (tmp_path / "sweep").exists()
 
 
+def test_the_command_line_s_seeds_beat_a_sweep_file_s_as_in_hydra_s_own_jobs():
+    """A sweep file's params come before the command line; the race's round 1 is the jobs' seeds, the last given."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.mfsweep_sweeper.mfsweep_sweeper import swept_values
+
+    parsed = OverridesParser.create().parse_overrides(["seed=0,1,2,3,4,5", "alpha.value=0.0,0.5", "seed=0,1,2"])
+    assert swept_values(parsed, "seed", 7) == [0, 1, 2]
+    assert swept_values(parsed, "alpha.value", 0.0) == [0.0, 0.5]
+    assert swept_values(parsed[:1], "trainer.lr", [1e-3]) == [1e-3]
+
+
 def test_a_race_needs_a_multirun():
     with pytest.raises(ConfigValueError, match="-m") as err:
         preflight(CONF_DIR, ["sweep.until=resolved", "alpha.value=0.0"])
