@@ -4,6 +4,8 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DEMO    ?= demo
 PYTEST_ARGS ?=
+# Two pytest-xdist workers, one per core of the CI machine; the SLURM tests stay in one (tests/conftest.py).
+WORKERS ?= -n 2 --dist loadgroup
 
 .PHONY: setup demo test test-slow faults bench mutation clean chromium notebook
 
@@ -22,7 +24,7 @@ demo: $(STAMP)
 
 # The whole test suite (slow-marked tests excluded; `make test-slow` runs them).
 test: $(STAMP) chromium
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(WORKERS) $(PYTEST_ARGS)
 
 # Debian's chromium for the report's browser test (tests/report/test_browser.py drives it with Playwright; no browser
 # download). Installed only where missing and only as root; elsewhere the test says why it skips (fails if CI=true).
@@ -36,12 +38,12 @@ notebook: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 test-slow: $(STAMP)
-	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m slow $(WORKERS) $(PYTEST_ARGS)
 
 # The whole fault-injection suite (tests/faults; its fast part is in `make test`): every file damaged, every
 # write refused, the training process killed mid-write; the outcomes are tabled in docs/testing.md ("Faults").
 faults: $(STAMP)
-	$(VENV)/bin/pytest -m faults tests/faults $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m faults tests/faults $(WORKERS) $(PYTEST_ARGS)
 
 # Mutation testing of mfsweep/method, mfsweep/metrics and models/mlp.py with their fast unit tests (config:
 # [tool.mutmut] in pyproject.toml; survivors and score: docs/testing.md). Not part of `make test`.

@@ -1,8 +1,17 @@
-"""Shared fixtures: in-process config composition and one tiny packed sweep reused across tests."""
+"""Shared fixtures: in-process config composition and one tiny packed sweep reused across tests.
+
+`make test` runs the suite in two pytest-xdist workers (one per core of the CI machine). Each worker, and every
+process it launches, computes on one thread, so that the two workers do not fight over the cores; the tests
+that use the local SLURM run in one worker (xdist group `slurm`), which alone starts the cluster.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch is imported: its thread pools read these once
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -14,6 +23,13 @@ from slurm_cluster import slurm_cluster  # noqa: F401  (session fixture: a real 
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One worker holds every test of the local SLURM: a second cluster would install and start twice."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 # Small enough to train in seconds; still the real config tree, task, trainer and records.
 TINY = [
