@@ -192,7 +192,8 @@ def race_lines(race: dict[str, Any], cells: Sequence[Any]) -> list[str]:
         lines.append("    seeds per alpha: " + ", ".join(f"{a:g}: {k}" for a, k in per.items()))
         if drops := dropped_when(race, s):
             lines.append("    dropped: " + ", ".join(f"alpha {a:g} after round {k}" for a, k in sorted(drops.items())))
-        cost = f"    cells trained: {sum(per.values())} (fixed grids: {3 * n} at 3 seeds, {6 * n} at 6)"
+        # From the records, like the cell-steps: a round still training has cells of an undecided round.
+        cost = f"    cells trained: {len(steps.get(s, []))} (fixed grids: {3 * n} at 3 seeds, {6 * n} at 6)"
         if s in steps:
             most = max(steps[s])
             cost += (f"; cell-steps {sum(steps[s]):,} (fixed grids of {most:,} steps: {3 * n * most:,} at 3 seeds, "
