@@ -128,6 +128,10 @@ def test_a_sweep_without_sw1_is_judged_by_fid(tmp_path):
     assert verdict(_setting(tmp_path), "sw1").sentence() == "digits: no verdict: no completed cell recorded SW1."
     report = build_report(tmp_path)
     assert report.verdicts[0].metric == "fid" and report.sections[0].figures[0][0] == "fid_paired"
+    # the headline table picks its best alpha by FID too (it used to look for SW1 and find none)
+    (head,) = report.tables["headline"].rows
+    assert head["metric"] == "fid" and head["best alpha"] == 1.0
+    assert head["best - 0 (paired)"]["mean"] == pytest.approx(-2.5) and head["best - 0 (paired)"]["n"] == 2
 
 
 def _curve(flip_at: int | None):
