@@ -15,8 +15,8 @@ from hand_mutants import hand_mutant_tests, with_tmp
 from torch import nn
 
 from mfsweep.metrics import fid as fid_mod
-from mfsweep.metrics.fid import (FID, INCEPTION_WEIGHTS_KEY, BlockMoments, check_images, check_inception_weights,
-                                 inception_fid)
+from mfsweep.metrics.fid import (FID, INCEPTION_WEIGHTS_KEY, BlockMoments, check_blocks, check_images,
+                                 check_inception_weights, inception_fid)
 from mfsweep.tasks.streams import single_threaded
 
 N, SIZE = 96, 16
@@ -594,6 +594,25 @@ def test_each_leave_one_block_out_fid_is_the_fid_of_the_remaining_images():
     spread = np.sum((np.array(without) - np.mean(without)) ** 2)
     assert jack.se == pytest.approx(np.sqrt(4 / 5 * spread), rel=1e-9)
     assert fid.jackknife(y).pseudo_values == () and fid.jackknife(y).se is None
+
+
+def test_jackknife_blocks_that_cannot_hold_whole_rounds_are_refused_naming_the_key():
+    for bad in (0, 2.0, True, None):
+        with pytest.raises(ValueError, match=exactly(
+                f"eval.n_splits: expected an integer >= 1 (FID's jackknife blocks), got {bad!r}")):
+            check_blocks(bad, 100, 10)
+    check_blocks(1, 2, 10)  # no jackknife: any number of images
+    check_blocks(10, 100, 10)
+    with pytest.raises(ValueError, match=exactly(
+            "eval.n_splits: 11 jackknife blocks of 109 generated images need at least 11 whole rounds of 10 (one image "
+            "per class) and 2 images outside each block; use at most 10 blocks or more images")):
+        check_blocks(11, 109, 10)
+    with pytest.raises(ValueError, match="use at most 3 blocks"):
+        check_blocks(2, 3, 1)  # blocks of 2 and 1 images: one image outside the first
+    fid = FID(feature_net())
+    fid.set_reference(images(0))
+    with pytest.raises(ValueError, match="^eval.n_splits: 4 jackknife blocks of 30 generated images"):
+        fid.jackknife(images(1, n=30), n_blocks=4, round_size=10)
 
 
 class GaussianFeatures(nn.Module):
