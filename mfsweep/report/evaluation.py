@@ -12,7 +12,8 @@ evaluations are independent, the mean difference's evaluation SE is sqrt(sum_s v
 A FID record keeps its K jackknife pseudo-values instead (mfsweep/metrics/fid.py): p_k = K FID - (K - 1) FID
 without block k, the blocks aligned by sample index across the alphas of a seed (they share the generated
 noise). The pseudo-values are linear in the FIDs, so d_k are the pseudo-values of the paired difference
-itself, and var_k(d_k) / K is its jackknife variance: the same formula, another justification.
+itself, and var_k(d_k) / K is its jackknife variance: the same formula, although the p_k are not independent
+draws and their mean is not the recorded difference.
 """
 from __future__ import annotations
 
