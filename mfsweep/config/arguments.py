@@ -121,8 +121,10 @@ def check_vector(cfg: DictConfig) -> None:
 
 def check_latent(cfg: DictConfig) -> None:
     """What the latent DiT task needs beyond its sections, dataset and model: a DiT whose patches tile the
-    samples, one cell per process, FID features that exist for the dataset."""
+    samples, one cell per process, FID features that exist for the dataset, jackknife blocks (`eval.n_splits`)
+    of whole rounds of the classes (`mfsweep.metrics.fid.check_blocks`)."""
     from mfsweep.data.images import check_image_data
+    from mfsweep.metrics.fid import check_blocks
 
     if not str(cfg.model.name).startswith("DiT"):
         raise ConfigValueError("model.name", f"the latent_dit task trains a DiT (e.g. model=dit_b_4), "
@@ -138,3 +140,7 @@ def check_latent(cfg: DictConfig) -> None:
     if cfg.metrics.fid.features == "classifier" and cfg.dataset.name != "digits":
         raise ConfigValueError("metrics.fid.features", "the classifier features exist for dataset=digits only; "
                                                        "use inception")
+    try:
+        check_blocks(cfg.eval.n_splits, cfg.eval.fid_samples, cfg.dataset.num_classes)
+    except ValueError as exc:
+        raise ConfigValueError(*str(exc).split(": ", 1)) from None

@@ -223,12 +223,15 @@ class EvalConfig(Section):
 
 @dataclass(frozen=True)
 class FIDEvalConfig(Section):
-    """`eval.*` of FID: the samples of the final and the intermediate scores (a covariance needs two)."""
+    """`eval.*` of FID: the samples of the final and the intermediate scores (a covariance needs two) and the
+    final score's evaluation draw (its generated noise). `eval.n_splits`, the jackknife's blocks, depends on the
+    dataset's classes: `check_latent` checks it."""
 
     group: ClassVar[str] = "eval"
     tasks: ClassVar[tuple[str, ...] | None] = ("latent_dit",)
     fid_samples: int = checked(Number(low=2, integer=True))
     every_n_samples: int = checked(Number(low=2, integer=True))
+    draw: int = checked(COUNT)
 
 
 # `sweep.rerun`: which recorded statuses a launch trains again.

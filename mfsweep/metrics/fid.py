@@ -9,13 +9,19 @@ computed once and cached on disk, and a fixed image convention. Two feature netw
 Images are float tensors `(N, 3, H, W)` in [0, 1] (a VAE's [-1, 1] output maps as `(x + 1) / 2`).
 Inception receives them quantised to uint8 by rounding (`round(255 x)`; torchmetrics' own `normalize`
 truncates) and resizes them to 299 x 299 itself; a custom network receives the floats unchanged.
+
+The reference side's feature sums are torchmetrics' (and the cache's); the generated side's are kept here, in
+K blocks, so that one pass gives FID and its delete-a-block jackknife standard error over the generated
+images (`FID.jackknife`, docs/method.md 5). The Frechet distance is computed here from the moments, in float64
+(`frechet_distance`), equal to torchmetrics' formula to rounding error.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -24,6 +30,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 INCEPTION_WEIGHTS_KEY = "metrics.fid.inception_weights"
 INCEPTION_FEATURES = 2048
+BLOCKS_KEY = "eval.n_splits"  # the jackknife's K (the SW estimator's split count for the vector tasks)
 
 
 def check_inception_weights(path: str | os.PathLike | None) -> Path:
@@ -54,6 +61,97 @@ def check_images(images: torch.Tensor) -> torch.Tensor:
             f"images: values must lie in [0, 1], got [{images.min().item():.4g}, {images.max().item():.4g}]"
         )
     return images
+
+
+def block_of(index: torch.Tensor, n_blocks: int, round_size: int) -> torch.Tensor:
+    """The jackknife block of each generated image by its position `index` in the generated stream: images come
+    in rounds of `round_size` (one image of each class), and round r goes to block r mod `n_blocks`. Whole
+    rounds keep every block class-balanced, as the full set is: a block of whole classes would make the
+    leave-one-block-out FIDs differ by which classes they lack, which is no part of the sampling noise."""
+    return (index // round_size) % n_blocks
+
+
+def check_blocks(n_blocks: Any, n_images: int, round_size: int) -> None:
+    """ValueError naming `eval.n_splits` unless `n_blocks` is an integer >= 1 and, for a jackknife (>= 2), each
+    of its blocks of the `n_images` holds at least one whole round of `round_size` and each set without one
+    block has the two images a covariance needs."""
+    if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 1:
+        raise ValueError(f"{BLOCKS_KEY}: expected an integer >= 1 (FID's jackknife blocks), got {n_blocks!r}")
+    if n_blocks == 1:
+        return
+    sizes = torch.bincount(block_of(torch.arange(n_images), n_blocks, round_size), minlength=n_blocks)
+    if n_images // round_size < n_blocks or n_images - int(sizes.max()) < 2:
+        raise ValueError(f"{BLOCKS_KEY}: {n_blocks} jackknife blocks of {n_images} generated images need at least "
+                         f"{n_blocks} whole rounds of {round_size} (one image per class) and 2 images outside each "
+                         f"block; use at most {max(1, n_images // round_size)} blocks or more images")
+
+
+def psd_sqrt(sigma: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a covariance matrix, its rounding-negative eigenvalues taken as 0."""
+    w, v = torch.linalg.eigh(sigma)
+    return (v * w.clamp(min=0).sqrt()) @ v.T
+
+
+def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor,
+                     sqrt_sigma1: torch.Tensor | None = None) -> float:
+    """|mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr (S1 S2)^(1/2) in float64 (torchmetrics' formula).
+
+    The eigenvalues of S1 S2 are those of the symmetric A S2 A with A = S1^(1/2) (XY and YX share their
+    eigenvalues), so the last trace is the sum of the square roots of one symmetric eigendecomposition's
+    eigenvalues, and A (`sqrt_sigma1`) is computed once for a reference set scored many times. torchmetrics
+    takes the general eigenvalues of S1 S2 instead, several times slower, with the same value up to rounding."""
+    mu1, sigma1, mu2, sigma2 = (t.double() for t in (mu1, sigma1, mu2, sigma2))
+    a = psd_sqrt(sigma1) if sqrt_sigma1 is None else sqrt_sigma1.double()
+    m = a @ sigma2 @ a
+    root = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
+    return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * root)
+
+
+class BlockMoments:
+    """Float64 feature sums and sums of outer products of a stream of images in `n_blocks` blocks (`block_of`),
+    from which the moments of all the images or of all but one block follow without a second pass."""
+
+    def __init__(self, n_blocks: int, round_size: int, num_features: int, device: torch.device) -> None:
+        self.n_blocks, self.round_size, self.seen = n_blocks, round_size, 0
+        self.count = torch.zeros(n_blocks, dtype=torch.int64, device=device)
+        self.sum = torch.zeros(n_blocks, num_features, dtype=torch.float64, device=device)
+        self.outer = torch.zeros(n_blocks, num_features, num_features, dtype=torch.float64, device=device)
+
+    def add(self, features: torch.Tensor) -> None:
+        """The features (n, F) of the next n images of the stream."""
+        f = features.double()
+        block = block_of(torch.arange(self.seen, self.seen + len(f), device=f.device), self.n_blocks, self.round_size)
+        for k in block.unique().tolist():
+            rows = f[block == k]
+            self.count[k] += len(rows)
+            self.sum[k] += rows.sum(0)
+            self.outer[k] += rows.T @ rows
+        self.seen += len(f)
+
+    def moments(self, without: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(mean, covariance with the n - 1 normalisation, n) of every image, or of those outside block
+        `without`: the total's sums minus the block's."""
+        n, s, o = self.count.sum(), self.sum.sum(0), self.outer.sum(0)
+        if without is not None:
+            n, s, o = n - self.count[without], s - self.sum[without], o - self.outer[without]
+        n = int(n)
+        mu = s / n
+        return mu, (o - n * torch.outer(mu, mu)) / (n - 1), n
+
+
+@dataclass(frozen=True)
+class JackknifeFID:
+    """FID of all N generated images and, over K >= 2 blocks, the jackknife pseudo-values
+    p_k = K FID - (K - 1) FID_{-k}, FID_{-k} that of the images outside block k (none for K = 1)."""
+
+    fid: float
+    pseudo_values: tuple[float, ...] = ()
+
+    @property
+    def se(self) -> float | None:
+        """The jackknife standard error, sqrt((K - 1) / K sum_k (FID_{-k} - mean)^2) = SD(p_k) / sqrt(K)."""
+        p = np.asarray(self.pseudo_values, dtype=np.float64)
+        return float(p.std(ddof=1) / np.sqrt(len(p))) if len(p) > 1 else None
 
 
 def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterable[torch.Tensor]:
@@ -92,7 +190,8 @@ class FID:
     Give exactly one of `feature` (a network images -> (N, F), put in eval mode) or `inception_weights`
     (the local Inception file). `reference_cache` (an .npz of `mu`, `sigma`, `n` and the feature network's
     `fingerprint`) names one reference set: it is reused only when the fingerprint matches, else recomputed
-    and overwritten. Features accumulate as float64 sums batch by batch, so memory is O(F^2), not O(N F).
+    and overwritten. Features accumulate as float64 sums batch by batch, so memory is O(K F^2) for K jackknife
+    blocks (K = 10 of Inception's F = 2048: 340 MB), not O(N F).
     """
 
     def __init__(
@@ -111,6 +210,7 @@ class FID:
         self.device = torch.device(device)
         self.reference_cache = None if reference_cache is None else Path(reference_cache)
         self.reference_n: int | None = None
+        self._sqrt_reference: torch.Tensor | None = None  # the reference covariance's root, once per reference
         self._metric: FrechetInceptionDistance | None = None
         if feature is None:
             weights = check_inception_weights(inception_weights)
@@ -144,7 +244,8 @@ class FID:
         return (images * 255).round().to(torch.uint8) if self._uint8 else images
 
     @torch.no_grad()
-    def _accumulate(self, images: torch.Tensor | Iterable[torch.Tensor], real: bool) -> None:
+    def _accumulate(self, images: torch.Tensor | Iterable[torch.Tensor], generated: BlockMoments | None = None) -> None:
+        """The features of `images` into the reference sums (torchmetrics'), or into `generated`."""
         for batch in _batches(images, self.batch_size):
             batch = self._prepare(batch)
             if batch.shape[0] == 0:
@@ -152,11 +253,15 @@ class FID:
             if self._metric is None:
                 # F from one image: torchmetrics would probe with a random image from the global RNG.
                 self._metric_for(self._feature(batch[:1]).reshape(1, -1).shape[1])
-            self._metric.update(batch, real=real)
+            if generated is None:
+                self._metric.update(batch, real=True)
+            else:
+                generated.add(self._metric.inception(batch))
 
     def set_reference(self, images: torch.Tensor | Iterable[torch.Tensor]) -> None:
         """Reference statistics from `images` (a tensor or an iterable of batches, consumed lazily), or from
         `reference_cache` when it holds this network's statistics; a fresh computation is cached."""
+        self._sqrt_reference = None
         if self._load_cache():
             return
         metric = self._metric
@@ -164,7 +269,7 @@ class FID:
             metric.reset_real_features = True
             metric.reset()
             metric.reset_real_features = False
-        self._accumulate(images, real=True)
+        self._accumulate(images)
         n = 0 if self._metric is None else int(self._metric.real_features_num_samples)
         if n < 2:
             raise ValueError(f"images: the reference set needs at least 2 images, got {n}")
@@ -174,23 +279,40 @@ class FID:
 
     def reference_stats(self) -> tuple[np.ndarray, np.ndarray, int]:
         """(mu, sigma, n) of the reference features (float64; sigma with the n - 1 normalisation)."""
+        mu, sigma, n = self._reference_moments()
+        return mu.cpu().numpy(), sigma.cpu().numpy(), n
+
+    def _reference_moments(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         if self.reference_n is None:
             raise RuntimeError("FID: no reference set: call set_reference() first")
         m = self._metric
         n = int(m.real_features_num_samples)
         mu = m.real_features_sum / n
-        sigma = (m.real_features_cov_sum - n * torch.outer(mu, mu)) / (n - 1)
-        return mu.cpu().numpy(), sigma.cpu().numpy(), n
+        return mu, (m.real_features_cov_sum - n * torch.outer(mu, mu)) / (n - 1), n
 
     def score(self, generated: torch.Tensor | Iterable[torch.Tensor]) -> float:
         """FID of `generated` (a tensor or an iterable of batches) against the reference set."""
-        if self.reference_n is None:
-            raise RuntimeError("FID: no reference set: call set_reference() first")
-        self._metric.reset()  # clears the generated side only (reset_real_features=False)
-        self._accumulate(generated, real=False)
-        if int(self._metric.fake_features_num_samples) < 2:
+        return self.jackknife(generated).fid
+
+    def jackknife(self, generated: torch.Tensor | Iterable[torch.Tensor], n_blocks: int = 1,
+                  round_size: int = 1) -> JackknifeFID:
+        """FID of `generated` and, for `n_blocks` K >= 2, its delete-a-block jackknife (docs/method.md 5): the
+        images in K blocks of whole rounds of `round_size` (`block_of`), FID_{-k} from the moments without block
+        k; K + 1 Frechet distances from one pass over the images."""
+        mu, sigma, _ = self._reference_moments()
+        moments = BlockMoments(n_blocks, round_size, mu.shape[0], self.device)
+        self._accumulate(generated, moments)
+        if moments.seen < 2:
             raise ValueError("generated: FID needs at least 2 generated images")
-        return float(self._metric.compute())
+        check_blocks(n_blocks, moments.seen, round_size)
+        if self._sqrt_reference is None:
+            self._sqrt_reference = psd_sqrt(sigma)
+        fid = frechet_distance(mu, sigma, *moments.moments()[:2], sqrt_sigma1=self._sqrt_reference)
+        if n_blocks == 1:
+            return JackknifeFID(fid)
+        without = [frechet_distance(mu, sigma, *moments.moments(k)[:2], sqrt_sigma1=self._sqrt_reference)
+                   for k in range(n_blocks)]
+        return JackknifeFID(fid, tuple(n_blocks * fid - (n_blocks - 1) * f for f in without))
 
     def _load_cache(self) -> bool:
         path = self.reference_cache

@@ -8,6 +8,12 @@ cells of one seed share them across alphas (common random numbers), so for one s
 differences d_k are independent draws whose mean is the recorded difference: its evaluation variance is
 var_k(d_k) / K, with no assumption about how the estimator scales with its size. Over n seeds, whose
 evaluations are independent, the mean difference's evaluation SE is sqrt(sum_s var_s) / n.
+
+A FID record keeps its K jackknife pseudo-values instead (mfsweep/metrics/fid.py): p_k = K FID - (K - 1) FID
+without block k, the blocks aligned by sample index across the alphas of a seed (they share the generated
+noise). The pseudo-values are linear in the FIDs, so d_k are the pseudo-values of the paired difference
+itself, and var_k(d_k) / K is its jackknife variance: the same formula, although the p_k are not independent
+draws and their mean is not the recorded difference.
 """
 from __future__ import annotations
 
@@ -22,9 +28,11 @@ SIGNATURE_KEYS = ("estimator", "n_samples", "reference_ratio", "n_splits", "n_pr
 
 
 def signature(record: dict[str, Any]) -> tuple:
-    """How a record's quality metrics were measured; records before estimators were named used `samples`."""
+    """How a record's quality metrics were measured; records before estimators were named used `samples`, and
+    records before draws existed draw 0. FID's jackknife blocks are not in it: they leave FID unchanged, and a
+    pair of records whose blocks differ (or one without) just has no evaluation SE (`paired_eval_se`)."""
     ev = record.get("eval") or {}
-    defaults = {"estimator": "samples", "draw": 0} if "n_projections" in ev else {}
+    defaults = {"draw": 0} | ({"estimator": "samples"} if "n_projections" in ev else {})
     return tuple((k, ev.get(k, defaults.get(k))) for k in SIGNATURE_KEYS if k in ev or k in defaults)
 
 

@@ -12,7 +12,7 @@ from mfsweep.report.aggregate import (
     NOT_COMPLETED, Row, Setting, best_alpha, expected_dir, paired_difference,
 )
 from mfsweep.report.formatting import fixed, fmt_pm, metric_formatter
-from mfsweep.report.verdict import Interval, StepVerdict, Verdict, as_dict
+from mfsweep.report.verdict import Interval, StepVerdict, Verdict, as_dict, quality_metric
 from mfsweep.sweep.record import SETTING_KEYS
 
 TERMINAL = 100  # columns the console tables and captions fit in
@@ -111,12 +111,13 @@ def stat_text(stat: dict[str, Any] | None, formatter=fixed) -> str:
 
 def headline_table(settings: list[Setting], metrics: tuple[str, ...],
                    floors: dict[tuple[str, str], float | None]) -> Table:
-    """Per setting and metric: alpha = 0 against the SW1-best alpha, with the paired per-seed difference
-    (`paired_difference`) and the noise floor (`floors[setting, metric]`, e.g. the mean `sw1_floor`)."""
+    """Per setting and metric: alpha = 0 against the best alpha by the setting's quality metric (SW1, or FID
+    where no cell recorded SW1: `quality_metric`), with the paired per-seed difference (`paired_difference`)
+    and the noise floor (`floors[setting, metric]`, e.g. the mean `sw1_floor`)."""
     columns = ["setting", "metric", "best alpha", "alpha = 0", "best alpha's", "best - 0 (paired)", "floor"]
     rows, cells = [], []
     for s in settings:
-        best = best_alpha(s, "sw1")
+        best = best_alpha(s, quality_metric(s))
         zero, at_best = (s.row(a) if a is not None else None for a in (0.0, best))
         for m in metrics:
             f = metric_formatter(m)
@@ -128,8 +129,9 @@ def headline_table(settings: list[Setting], metrics: tuple[str, ...],
             cells.append([s.label, m.upper(), "none" if best is None else f"{best:g}", stat_text(st_zero, f),
                           "(alpha = 0)" if best == 0.0 else (stat_text(st_best, f) if best is not None else "-"),
                           "-" if best == 0.0 else _paired_text(paired), "-" if floor is None else f"{floor:.4f}"])
-    note = ("Mean ± SEM over the completed seeds. Best alpha: lowest mean SW1 among the alphas whose every seed "
-            "completed (exact ties go to the smaller alpha); SW2 and FID are read at that alpha. Paired: mean ± SEM "
+    note = ("Mean ± SEM over the completed seeds. Best alpha: lowest mean SW1 (FID where no cell recorded SW1) "
+            "among the alphas whose every seed completed (exact ties go to the smaller alpha); the other metrics are "
+            "read at that alpha. Paired: mean ± SEM "
             "over seeds of the per-seed difference (seeds share weights and random draws across alphas); evaluation SE: "
             "the part of it the evaluation's own noise contributes (docs/method.md 5). Floor: "
             "SW between two independent reference draws of the evaluation's size, the best a generator can score.")

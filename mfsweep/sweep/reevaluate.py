@@ -171,7 +171,8 @@ def evaluate_job(ckpt: Path, cells: list[Path], overrides: Sequence[str], name: 
             continue
         # the record's keys in its order, the evaluation's values replacing (or nulling) the evaluation's metrics
         metrics = {k: None if k.startswith(EVAL_METRICS) else v for k, v in r["metrics"].items()}
-        new = {k: v if math.isfinite(v) else None for k, v in res.metrics.items()}
+        # a standard error is None with one split or block
+        new = {k: v if v is not None and math.isfinite(v) else None for k, v in res.metrics.items()}
         out = {"name": name, "overrides": list(overrides), "checkpoint": str(ckpt), "steps": r["steps"],
                "metrics": metrics | new, "eval": res.info}
         written.append(write_json_atomic(evaluation_path(c, name), out))

@@ -44,7 +44,7 @@ from mfsweep.method.guidance import drop_labels, guidance_active, guided_velocit
 from mfsweep.method.sampler import sample
 from mfsweep.method.schedule import AlphaSchedule
 from mfsweep.method.time import sample_t_r
-from mfsweep.metrics.fid import FID
+from mfsweep.metrics.fid import FID, JackknifeFID, check_blocks
 from mfsweep.models.dit import DiT
 from mfsweep.tasks.meanflow import Batch, CellEval, MeanFlowModule
 from mfsweep.tasks.streams import derive_seed, generator
@@ -233,10 +233,11 @@ class LatentDiTTask(MeanFlowModule):
 
     # --- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, n: int, n_steps: int = 1) -> Iterator[torch.Tensor]:
+    def generate(self, n: int, n_steps: int = 1, draw: int = 0) -> Iterator[torch.Tensor]:
         """`n` samples from the evaluation EMA in batches, classes balanced (sample i has class i mod K), from
-        the cell's evaluation noise (the same at every evaluation, so FID-vs-step compares like with like)."""
-        g, size = generator(self.seed, "eval"), self.fid_cfg.batch_size
+        the cell's evaluation noise of evaluation draw `draw` (the same at every evaluation, so FID-vs-step
+        compares like with like; the same for every alpha of a seed, so their FIDs are paired sample by sample)."""
+        g, size = generator(self.seed, "eval", draw), self.fid_cfg.batch_size
         for start in range(0, n, size):
             m = min(size, n - start)
             noise = torch.randn((m, *self.data.shape), generator=g).to(self.device)
@@ -281,13 +282,15 @@ class LatentDiTTask(MeanFlowModule):
         fid.set_reference(self._images(self._reference_index(n_ref)))
         return fid
 
-    def _score(self, n: int, n_steps: int, keep: int = 0) -> tuple[float, np.ndarray]:
-        """FID of `n` generated samples, and the first `keep` of them as uint8 (N, H, W, 3) images."""
+    def _score(self, n: int, n_steps: int, keep: int = 0, n_blocks: int = 1,
+               draw: int = 0) -> tuple[JackknifeFID, np.ndarray]:
+        """FID of `n` generated samples (evaluation draw `draw`) with its jackknife over `n_blocks` blocks of whole
+        rounds of the classes, and the first `keep` samples as uint8 (N, H, W, 3) images."""
         kept: list[np.ndarray] = []
 
         def images() -> Iterator[torch.Tensor]:
             have = 0
-            for z in self.generate(n, n_steps):
+            for z in self.generate(n, n_steps, draw):
                 if not torch.isfinite(z).all():
                     raise _NonFinite
                 batch = self.data.to_images(z)
@@ -296,7 +299,7 @@ class LatentDiTTask(MeanFlowModule):
                     have += len(kept[-1])
                 yield batch
 
-        fid = self.fid().score(images())
+        fid = self.fid().jackknife(images(), n_blocks, self.data.num_classes)
         return fid, (np.concatenate(kept) if kept else np.zeros((0, 0, 0, 3), np.uint8))
 
     def evaluate_during_training(self) -> dict[str, torch.Tensor]:
@@ -304,23 +307,29 @@ class LatentDiTTask(MeanFlowModule):
         if self.global_rank != 0:
             return {}
         try:
-            fid, _ = self._score(self.eval_samples, self.eval_steps)
+            fid = self._score(self.eval_samples, self.eval_steps)[0].fid
         except _NonFinite:
             fid = float("nan")
         return {"eval/fid": torch.tensor([fid])}
 
-    def evaluate(self, fid_samples: int, n_samples: int, n_steps: int = 1, **_: Any) -> list[CellEval]:
-        """FID of `fid_samples` one-step (or `n_steps`) samples of the evaluation EMA; `samples.npz` keeps the
-        first `n_samples` (at most MAX_KEPT_IMAGES) generated and reference images, uint8 (N, H, W, 3), for
-        looking at, not rescoring."""
+    def evaluate(self, fid_samples: int, n_samples: int, n_steps: int = 1, n_splits: int = 1, draw: int = 0,
+                 **_: Any) -> list[CellEval]:
+        """FID of `fid_samples` one-step (or `n_steps`) samples of the evaluation EMA (evaluation draw `draw`) and,
+        for `n_splits` K >= 2, its jackknife standard error over the generated samples (`fid_se`; the K
+        pseudo-values in `eval.splits`, docs/method.md 5); `samples.npz` keeps the first `n_samples` (at most
+        MAX_KEPT_IMAGES) generated and reference images, uint8 (N, H, W, 3), for looking at, not rescoring."""
+        check_blocks(n_splits, fid_samples, self.data.num_classes)
         with self._cpu_threads():
-            return self._evaluate(fid_samples, min(n_samples, MAX_KEPT_IMAGES), n_steps)
+            return self._evaluate(fid_samples, min(n_samples, MAX_KEPT_IMAGES), n_steps, n_splits, draw)
 
-    def _evaluate(self, fid_samples: int, n_samples: int, n_steps: int) -> list[CellEval]:
+    def _evaluate(self, fid_samples: int, n_samples: int, n_steps: int, n_blocks: int, draw: int) -> list[CellEval]:
         cfg, fid = self.fid_cfg, self.fid()
         info = {
-            "n_samples": fid_samples, "n_steps": n_steps, "model": "evaluation EMA",
+            "n_samples": fid_samples, "n_steps": n_steps, "draw": draw, "model": "evaluation EMA",
             "labels": "balanced: sample i has class i mod num_classes",
+            "jackknife_blocks": n_blocks,
+            "blocks": "sample i in block (i // num_classes) mod jackknife_blocks; eval.splits.fid: the blocks' "
+                      "jackknife pseudo-values K fid - (K - 1) fid without the block",
             "fid_features": (f"Inception-v3 pool3 (torch-fidelity weights {cfg.inception_weights})"
                              if cfg.features == "inception" else "penultimate layer of a digit classifier (seed 0)"),
             "fid_reference": cfg.reference_stats or f"{fid.reference_n} training samples: {self.data.description}",
@@ -328,11 +337,13 @@ class LatentDiTTask(MeanFlowModule):
             "samples": f"first {n_samples} generated and reference images, uint8 (N, H, W, 3); not the FID sets",
         }
         try:
-            score, generated = self._score(fid_samples, n_steps, keep=n_samples)
+            score, generated = self._score(fid_samples, n_steps, n_samples, n_blocks, draw)
         except _NonFinite:
             return [CellEval({}, info)]
         reference = np.concatenate([_uint8_nhwc(b) for b in self._images(self._reference_index(n_samples))])
-        return [CellEval({"fid": score}, info, {"generated": generated, "reference": reference})]
+        if score.pseudo_values:
+            info["splits"] = {"fid": list(score.pseudo_values)}
+        return [CellEval({"fid": score.fid, "fid_se": score.se}, info, {"generated": generated, "reference": reference})]
 
 
 def _install_reference_stats(fid: FID, path: Path) -> None:

@@ -1,4 +1,4 @@
-"""FID (mfsweep.metrics.fid): against an independent scipy Frechet distance, shift monotonicity, the
+"""FID (mfsweep.metrics.fid): against an independent scipy Frechet distance and torchmetrics, shift monotonicity, the
 reference cache, and the Inception weights path (offline)."""
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from hand_mutants import hand_mutant_tests, with_tmp
 from torch import nn
 
 from mfsweep.metrics import fid as fid_mod
-from mfsweep.metrics.fid import FID, INCEPTION_WEIGHTS_KEY, check_images, check_inception_weights, inception_fid
+from mfsweep.metrics.fid import (FID, INCEPTION_WEIGHTS_KEY, BlockMoments, check_blocks, check_images,
+                                 check_inception_weights, inception_fid)
+from mfsweep.tasks.streams import single_threaded
 
 N, SIZE = 96, 16
 
@@ -522,6 +524,147 @@ def test_network_images_metric_and_loaded_cache_go_to_the_fids_device(tmp_path: 
     assert m.real_features_sum.dtype == m.real_features_cov_sum.dtype == torch.float64
 
 
+# --- the generated side in jackknife blocks (docs/method.md 5) ---
+
+
+class Float64Features(nn.Module):
+    """`feature_net` in float64, with the `num_features` torchmetrics reads (so its FID computes in float64)."""
+
+    num_features = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = feature_net().double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.double())
+
+
+def torchmetrics_fid(net: nn.Module, reference: torch.Tensor, generated: torch.Tensor) -> float:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = FrechetInceptionDistance(feature=net)
+    metric.update(reference, real=True)
+    metric.update(generated, real=False)
+    return float(metric.compute())
+
+
+@pytest.mark.parametrize("n", [96, 8])
+def test_frechet_from_the_moments_equals_torchmetrics_fid_on_the_same_features(n):
+    """torchmetrics takes the general eigenvalues of S1 S2, FID those of the symmetric S1^(1/2) S2 S1^(1/2): equal
+    to float64 rounding. With 8 images and 16 features both covariances are singular, and either way the
+    rounding-zero eigenvalues enter through a square root, sqrt(1e-16) = 1e-8 each: hence the absolute slack."""
+    net = Float64Features()
+    x, y = images(0, n=n), images(1, shift=0.1, n=n)
+    fid = FID(net, batch_size=40)
+    fid.set_reference(x)
+    ours = fid.score(y)
+    assert ours > 1e-2
+    assert ours == pytest.approx(torchmetrics_fid(net, x, y), rel=1e-10, abs=0 if n > 16 else 1e-6)
+
+
+def test_leave_one_block_out_moments_are_those_of_the_remaining_images():
+    """14 images in rounds of 3 into 2 blocks, fed in batches that cut across rounds: block 0 holds rounds 0, 2, 4
+    (images 0-2, 6-8, 12-13), block 1 rounds 1, 3 (images 3-5, 9-11)."""
+    f = torch.randn(14, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    moments = BlockMoments(2, 3, 5, torch.device("cpu"))
+    for part in f.split(4):
+        moments.add(part)
+    blocks = {0: [0, 1, 2, 6, 7, 8, 12, 13], 1: [3, 4, 5, 9, 10, 11]}
+    for without, kept in ((None, range(14)), (0, blocks[1]), (1, blocks[0])):
+        mu, sigma, n = moments.moments(without)
+        rows = f[list(kept)].numpy()
+        assert n == len(rows)
+        np.testing.assert_allclose(mu.numpy(), rows.mean(0), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(sigma.numpy(), np.cov(rows, rowvar=False), rtol=1e-10, atol=1e-13)
+
+
+def test_each_leave_one_block_out_fid_is_the_fid_of_the_remaining_images():
+    """FID_{-k}, recovered from the pseudo-values as (K FID - p_k) / (K - 1), against FID scored afresh on the
+    images outside block k (5 blocks of rounds of 4); the standard error against its definition over the FID_{-k}."""
+    net = Float64Features()
+    fid = FID(net, batch_size=7)
+    fid.set_reference(images(0))
+    y = images(1, shift=0.1, n=60)
+    jack = fid.jackknife(y, n_blocks=5, round_size=4)
+    assert jack.fid == pytest.approx(fid.score(y), rel=1e-12)
+    block = (torch.arange(60) // 4) % 5
+    without = [fid.score(y[block != k]) for k in range(5)]
+    np.testing.assert_allclose([(5 * jack.fid - p) / 4 for p in jack.pseudo_values], without, rtol=1e-9)
+    spread = np.sum((np.array(without) - np.mean(without)) ** 2)
+    assert jack.se == pytest.approx(np.sqrt(4 / 5 * spread), rel=1e-9)
+    assert fid.jackknife(y).pseudo_values == () and fid.jackknife(y).se is None
+
+
+def test_jackknife_blocks_that_cannot_hold_whole_rounds_are_refused_naming_the_key():
+    for bad in (0, 2.0, True, None):
+        with pytest.raises(ValueError, match=exactly(
+                f"eval.n_splits: expected an integer >= 1 (FID's jackknife blocks), got {bad!r}")):
+            check_blocks(bad, 100, 10)
+    check_blocks(1, 2, 10)  # no jackknife: any number of images
+    check_blocks(10, 100, 10)
+    with pytest.raises(ValueError, match=exactly(
+            "eval.n_splits: 11 jackknife blocks of 109 generated images need at least 11 whole rounds of 10 (one image "
+            "per class) and 2 images outside each block; use at most 10 blocks or more images")):
+        check_blocks(11, 109, 10)
+    with pytest.raises(ValueError, match="use at most 3 blocks"):
+        check_blocks(2, 3, 1)  # blocks of 2 and 1 images: one image outside the first
+    fid = FID(feature_net())
+    fid.set_reference(images(0))
+    with pytest.raises(ValueError, match="^eval.n_splits: 4 jackknife blocks of 30 generated images"):
+        fid.jackknife(images(1, n=30), n_blocks=4, round_size=10)
+
+
+class GaussianFeatures(nn.Module):
+    """Images whose pixels are Phi(z) have the features z: Gaussian features of known law, F = pixels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.special.ndtri(x.double().clamp(1e-7, 1 - 1e-7)).flatten(1)
+
+
+def _mc_z(values: np.ndarray, ses: np.ndarray) -> tuple[float, float]:
+    """(rms of the jackknife SEs / SD of the values over the draws, that log-ratio in units of its own Monte Carlo
+    standard error): an SD from R draws is uncertain by sqrt((kurtosis - 1) / (4 R)) relative, a mean of squared
+    SEs by SD(se^2) / sqrt(R), half of it for the root."""
+    r = len(values)
+    v = values - values.mean()
+    rel_sd = np.sqrt(((v**4).mean() / (v**2).mean() ** 2 - 1) / (4 * r))
+    rel_rms = 0.5 * (ses**2).std() / (ses**2).mean() / np.sqrt(r)
+    ratio = np.sqrt((ses**2).mean()) / values.std(ddof=1)
+    return ratio, np.log(ratio) / np.hypot(rel_sd, rel_rms)
+
+
+def test_the_jackknife_se_is_the_sd_of_fid_and_of_a_paired_difference_over_independent_draws():
+    """200 independent draws of 300 generated images of 10 classes (class i mod 10, the latent task's labels) with
+    Gaussian features (F = 6) against one fixed reference; two "alphas" share each draw's noise. The rms
+    jackknife SE (10 blocks of whole rounds of the classes) must match the SD over the draws of FID and of the
+    paired difference within 3 of its Monte Carlo standard errors (about 5%; a correct estimator misses that
+    only by chance, while an error of a factor sqrt(K) or K - 1 is off by 20 or more). Blocks of one class each
+    (rounds of 1) see the classes' spread as noise: more than twice the SD."""
+    from mfsweep.report.evaluation import paired_eval_se
+
+    g = torch.Generator().manual_seed(0)
+    classes, n = 10, 300
+    means = 0.5 * torch.randn(classes, 6, generator=g, dtype=torch.float64)[torch.arange(n) % classes] + 0.3
+    pixels = lambda z: torch.special.ndtr(z).float().reshape(-1, 3, 1, 2)  # noqa: E731
+    fid = FID(GaussianFeatures(), batch_size=n)
+    fid.set_reference(pixels(torch.randn(4000, 6, generator=g, dtype=torch.float64)))
+    rows = []
+    with single_threaded():
+        for _ in range(200):
+            z = torch.randn(n, 6, generator=g, dtype=torch.float64)
+            a = fid.jackknife(pixels(z + means), 10, classes)
+            b = fid.jackknife(pixels(1.1 * z + means + 0.05), 10, classes)
+            by_class = fid.jackknife(pixels(z + means), 10, 1)
+            pair = ({"eval": {"splits": {"fid": list(a.pseudo_values)}}}, {"eval": {"splits": {"fid": list(b.pseudo_values)}}})
+            rows.append((a.fid, b.fid, a.se, paired_eval_se([pair], "fid"), by_class.se))
+    fa, fb, se, se_diff, se_by_class = np.array(rows).T
+    for values, ses in ((fa, se), (fa - fb, se_diff)):
+        ratio, z = _mc_z(values, ses)
+        assert abs(z) < 3, (ratio, z)
+    assert _mc_z(fa, se_by_class)[0] > 2
+
+
 # --- hand-made mutants of the decorated functions mutmut skips (tests/hand_mutants.py, docs/testing.md) ---
 
 FINGERPRINT = ["mfsweep.metrics.fid", "FID.fingerprint"]
@@ -530,12 +673,16 @@ FINGERPRINT_DETECT = [with_tmp(test_reference_cache_round_trip_is_reused),
 ACCUMULATE = ["mfsweep.metrics.fid", "FID._accumulate"]
 ACCUMULATE_DETECT = [test_bad_inputs_are_refused, test_identical_sets_score_zero, test_matches_independent_scipy_frechet_distance,
                      with_tmp(test_reference_cache_round_trip_is_reused)]
+JACKKNIFE_SE = ["mfsweep.metrics.fid", "JackknifeFID.se"]
+JACKKNIFE_SE_DETECT = [test_each_leave_one_block_out_fid_is_the_fid_of_the_remaining_images]
 # (id, module, qualname, old, new, detectors): `old` occurs exactly once in the function's source.
 MUTANTS = [
     ("fingerprint-constant", *FINGERPRINT, "return self._fingerprint", "return 'fid'", FINGERPRINT_DETECT),
-    ("accumulate-everything-real", *ACCUMULATE, "self._metric.update(batch, real=real)", "self._metric.update(batch, real=True)",
-     ACCUMULATE_DETECT),
+    ("accumulate-everything-real", *ACCUMULATE, "generated.add(self._metric.inception(batch))",
+     "self._metric.update(batch, real=True)", ACCUMULATE_DETECT),
     ("accumulate-image-by-image", *ACCUMULATE, "_batches(images, self.batch_size)", "_batches(images, 1)", ACCUMULATE_DETECT),
     ("accumulate-unprepared", *ACCUMULATE, "batch = self._prepare(batch)", "batch = batch", ACCUMULATE_DETECT),
+    ("jackknife-se-ddof-0", *JACKKNIFE_SE, "ddof=1", "ddof=0", JACKKNIFE_SE_DETECT),
+    ("jackknife-se-over-k", *JACKKNIFE_SE, "np.sqrt(len(p))", "len(p)", JACKKNIFE_SE_DETECT),
 ]
 test_an_unchanged_copy_passes_the_same_tests, test_hand_mutant_is_detected = hand_mutant_tests(MUTANTS)

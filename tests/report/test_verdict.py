@@ -128,6 +128,36 @@ def test_a_sweep_without_sw1_is_judged_by_fid(tmp_path):
     assert verdict(_setting(tmp_path), "sw1").sentence() == "digits: no verdict: no completed cell recorded SW1."
     report = build_report(tmp_path)
     assert report.verdicts[0].metric == "fid" and report.sections[0].figures[0][0] == "fid_paired"
+    # the headline table picks its best alpha by FID too (it used to look for SW1 and find none)
+    (head,) = report.tables["headline"].rows
+    assert head["metric"] == "fid" and head["best alpha"] == 1.0
+    assert head["best - 0 (paired)"]["mean"] == pytest.approx(-2.5) and head["best - 0 (paired)"]["n"] == 2
+
+
+def _fid_record(root: Path, alpha: float, seed: int, fid: float, **eval_info) -> None:
+    write_record(root / f"alpha={alpha:g},seed={seed}", make_record(
+        status="completed", task="latent_dit", dataset="digits", dim=64, alpha=alpha, seed=seed,
+        tangent={"name": "ema", "ema_decay": 0.99}, anchor_weight=0.0, adaptive_p=1.0, steps=10, wall_s=1.0,
+        metrics={"fid": fid}, eval_info={"n_samples": 200, "n_steps": 1} | eval_info))
+
+
+def test_fid_records_before_the_jackknife_pair_with_new_ones_and_another_draw_is_refused(tmp_path):
+    """Records from before the jackknife (no draw, no blocks, no splits) report beside new ones with no evaluation
+    SE (blocks change no FID); with splits on both sides, the SE of the paired difference; a draw 1 is refused."""
+    splits = {0.0: [[20.0, 21.0, 19.0], [22.0, 23.0, 24.0]], 1.0: [[18.0, 18.5, 19.5], [19.0, 19.0, 22.0]]}
+    for seed in (0, 1):
+        _fid_record(tmp_path, 0.0, seed, 20.0 + 2 * seed)
+        _fid_record(tmp_path, 1.0, seed, 18.5 + seed, draw=0, jackknife_blocks=3,
+                    splits={"fid": splits[1.0][seed]})
+    (v,) = build_report(tmp_path).verdicts
+    assert v.difference.mean == pytest.approx(-2.0) and v.eval_se is None and "evaluation SE" not in v.sentence()
+    for seed in (0, 1):
+        _fid_record(tmp_path, 0.0, seed, 20.0 + 2 * seed, draw=0, jackknife_blocks=3, splits={"fid": splits[0.0][seed]})
+    per_seed = [np.var(np.subtract(splits[1.0][s], splits[0.0][s]), ddof=1) / 3 for s in (0, 1)]
+    assert build_report(tmp_path).verdicts[0].eval_se == pytest.approx(np.sqrt(sum(per_seed)) / 2)
+    _fid_record(tmp_path, 0.0, 1, 22.0, draw=1, jackknife_blocks=3, splits={"fid": splits[0.0][1]})
+    with pytest.raises(ValueError, match=r"cells evaluated differently \(draw=\d vs \d"):
+        build_report(tmp_path)
 
 
 def _curve(flip_at: int | None):

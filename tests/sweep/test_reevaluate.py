@@ -17,7 +17,10 @@ def test_training_settings_reproduce_the_records_and_a_draw_changes_only_the_eva
     root = shutil.copytree(tiny_sweep, tmp_path / "sweep")
     assert evaluate([str(root)]) == 0
     assert evaluate([str(root), "eval.draw=1"]) == 0
+    assert evaluate([str(root), "eval.estimator=quantile", "eval.n_splits=1"]) == 0  # one split: a null SE
     for cell in _cells(root):
+        one = json.loads((cell / "evaluations" / "eval.estimator=quantile,eval.n_splits=1.json").read_text())
+        assert one["metrics"]["sw1"] > 0 and one["metrics"]["sw1_se"] is None
         record = json.loads((cell / "result.json").read_text())
         same = json.loads((cell / "evaluations" / "training.json").read_text())
         assert same["metrics"] == record["metrics"] and same["eval"] == record["eval"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from unittest import mock
 
@@ -14,10 +15,13 @@ import torch
 from conftest import compose_cfg
 from PIL import Image
 
+from mfsweep.cli.evaluate import main as evaluate
+from mfsweep.cli.report import main as report
 from mfsweep.cli.train import train
 from mfsweep.data.images import LatentImages
 from mfsweep.data.latents import encode_folder
 from mfsweep.method.errors import ConfigValueError
+from mfsweep.report.page import build_report
 from mfsweep.tasks.sample_figure import tile
 from mfsweep.sweep.record import read_record
 from mfsweep.tasks import build_task
@@ -68,7 +72,7 @@ def inception_weights(tmp_path_factory) -> Path:
 def _imagenet(latents: Path, weights: Path | str, cache: Path, *extra: str) -> list[str]:
     return ["dataset=imagenet_latents", f"dataset.path={latents}", "dataset.num_classes=2", *TINY_DIT,
             f"metrics.fid.inception_weights={weights}", f"metrics.fid.cache_dir={cache}", "metrics.fid.batch_size=4",
-            "eval.fid_samples=2", *extra]
+            "eval.fid_samples=2", "eval.n_splits=1", *extra]  # one round of the 2 classes: no jackknife
 
 
 def test_imagenet_path_in_miniature_writes_a_record_with_fid(tmp_path, latents, inception_weights):
@@ -77,6 +81,7 @@ def test_imagenet_path_in_miniature_writes_a_record_with_fid(tmp_path, latents, 
     assert rec["status"] == "completed" and rec["task"] == "latent_dit" and rec["dataset"] == "imagenet_latents"
     assert rec["steps"] == 4 and rec["dim"] == 4 * 16 * 16 and rec["alpha"] == 0.5
     assert np.isfinite(rec["metrics"]["fid"]) and rec["metrics"]["fid"] > 0
+    assert rec["metrics"]["fid_se"] is None and "splits" not in rec["eval"] and rec["eval"]["jackknife_blocks"] == 1
     assert rec["metrics"]["grad_var"] > 0 and rec["eval"]["n_samples"] == 2
     assert "Inception" in rec["eval"]["fid_features"]
     cell = next((tmp_path / "run").rglob("result.json")).parent
@@ -115,27 +120,93 @@ def test_latents_decode_through_the_vae_that_encoded_them(latents):
     torch.testing.assert_close(data.to_images(z), ((direct + 1) / 2).clamp(0, 1))
 
 
-def test_digits_demo_at_a_tiny_step_count_writes_a_record_with_fid(tmp_path):
-    cfg = compose_cfg("experiment=digits_dit", "trainer.max_steps=6", "trainer.progress=false", "model.depth=1",
-                      "eval.every=3", "eval.every_n_samples=50", "eval.fid_samples=200", "eval.n_samples=16",
-                      "diagnostics.every=3", "diagnostics.batch_size=16", f"metrics.fid.cache_dir={tmp_path / 'cache'}",
-                      "trainer.precision=bf16-mixed")  # bf16 forwards, fp32 JVP, through Lightning
-    (rec,) = train(cfg, tmp_path / "run")
+DIGITS_CELLS = ((0.5, 0), (0.5, 1), (0.0, 0), (0.0, 1))  # (alpha, seed): the first is the demo's own alpha
+
+
+@pytest.fixture(scope="module")
+def digits_sweep(tmp_path_factory) -> Path:
+    """The CPU demo at 6 steps for alpha 0 and 0.5 and seeds 0 and 1, in one folder (bf16 forwards, fp32 JVP,
+    through Lightning); FID over 200 samples with its jackknife over the default 10 blocks."""
+    root = tmp_path_factory.mktemp("digits")
+    for alpha, seed in DIGITS_CELLS:
+        train(compose_cfg(*DIGITS_RUN, f"metrics.fid.cache_dir={root / 'cache'}", f"alpha.value={alpha}", f"seed={seed}"),
+              root / "run")
+    return root
+
+
+DIGITS_RUN = ("experiment=digits_dit", "trainer.max_steps=6", "trainer.progress=false", "model.depth=1", "eval.every=3",
+              "eval.every_n_samples=50", "eval.fid_samples=200", "eval.n_samples=16", "diagnostics.every=3",
+              "diagnostics.batch_size=16", "trainer.precision=bf16-mixed")
+
+
+def _digits_cell(root: Path, alpha: float, seed: int) -> Path:
+    return next(p.parent for p in (root / "run").rglob("result.json") if p.parent.name == f"alpha={alpha:g},seed={seed}")
+
+
+def test_digits_demo_at_a_tiny_step_count_writes_a_record_with_fid(digits_sweep):
+    cell = _digits_cell(digits_sweep, 0.5, 0)
+    rec = read_record(cell)
     assert rec["status"] == "completed" and rec["dataset"] == "digits" and rec["dim"] == 256
     assert np.isfinite(rec["metrics"]["fid"]) and rec["metrics"]["fid"] > 0
     assert rec["eval"]["fid_reference"].startswith("200 training samples")
     assert rec["diagnostics"]["kappa"] is not None  # docs/method.md 4's ingredients measured on the DiT
-    cell = next((tmp_path / "run").rglob("result.json")).parent
     assert np.load(cell / "samples.npz")["generated"].shape == (16, 16, 16, 3)
     header, *rows = (cell / "history.csv").read_text().splitlines()
     fid_col = header.split(",").index("eval/fid")
     assert [r.split(",")[0] for r in rows if r.split(",")[fid_col]] == ["3", "6"]  # FID every eval.every steps
     # The classifier and the reference statistics were computed once and cached: another cell reuses both.
-    assert len(list((tmp_path / "cache").glob("classifier-*.pt"))) == 1
-    other = build_task(cfg, [0.0], [1], cls=LatentDiTTask)
+    cache = digits_sweep / "cache"
+    assert len(list(cache.glob("classifier-*.pt"))) == 1
+    other = build_task(compose_cfg(*DIGITS_RUN, f"metrics.fid.cache_dir={cache}"), [0.0], [1], cls=LatentDiTTask)
     with mock.patch.object(LatentDiTTask, "_images", _never), \
             mock.patch("mfsweep.metrics.classifier.train_classifier", side_effect=AssertionError("retrained")):
         assert other.fid().reference_n == 200
+
+
+def test_the_record_has_fids_jackknife_and_the_report_its_evaluation_se(digits_sweep):
+    """`fid_se` is SD / sqrt(10) of the 10 pseudo-values kept in eval.splits; the report's verdict gives the paired
+    difference's evaluation SE, sqrt(sum over seeds of var(p_0.5 - p_0) / 10) / 2 from the records."""
+    records = {(a, s): read_record(_digits_cell(digits_sweep, a, s)) for a, s in DIGITS_CELLS}
+    for rec in records.values():
+        p = np.array(rec["eval"]["splits"]["fid"])
+        assert rec["eval"]["jackknife_blocks"] == len(p) == 10 and rec["eval"]["draw"] == 0
+        assert rec["metrics"]["fid_se"] == pytest.approx(np.std(p, ddof=1) / np.sqrt(10), rel=1e-12)
+        assert 0 < rec["metrics"]["fid_se"] < rec["metrics"]["fid"]
+    var = [np.var(np.subtract(records[0.5, s]["eval"]["splits"]["fid"], records[0.0, s]["eval"]["splits"]["fid"]),
+                  ddof=1) / 10 for s in (0, 1)]
+    expected = np.sqrt(sum(var)) / 2
+    (v,) = build_report(digits_sweep / "run").verdicts
+    assert v.metric == "fid" and v.eval_se == pytest.approx(expected, rel=1e-12)
+    assert f"evaluation SE {expected:.2g})" in v.sentence()
+
+
+def test_re_evaluation_carries_the_jackknife_and_blocks_leave_fid_unchanged(digits_sweep, tmp_path, capsys):
+    """mfsweep-evaluate at the training settings reproduces fid, fid_se and the pseudo-values; another draw gives
+    another FID; one block gives the same FID with no SE, and a report of it (or of records mixing it with the
+    10-block evaluation) has no evaluation SE and refuses nothing."""
+    root = shutil.copytree(digits_sweep / "run", tmp_path / "run", ignore=shutil.ignore_patterns("*seed=1"))
+    cells = {(a, 0): _digits_cell(tmp_path, a, 0) for a in (0.0, 0.5)}  # seed 0's pair is enough
+    assert evaluate([str(root)]) == evaluate([str(root), "eval.draw=1"]) == evaluate([str(root), "eval.n_splits=1"]) == 0
+    for c in cells.values():
+        rec, same, other, one = read_record(c), *(json.loads((c / "evaluations" / f"{n}.json").read_text())
+                                                  for n in ("training", "eval.draw=1", "eval.n_splits=1"))
+        for k in ("fid", "fid_se"):
+            assert same["metrics"][k] == pytest.approx(rec["metrics"][k], rel=1e-9)
+        np.testing.assert_allclose(same["eval"]["splits"]["fid"], rec["eval"]["splits"]["fid"], rtol=1e-9)
+        assert other["eval"]["draw"] == 1 and other["metrics"]["fid"] != pytest.approx(rec["metrics"]["fid"], rel=1e-3)
+        assert len(other["eval"]["splits"]["fid"]) == 10 and other["metrics"]["fid_se"] > 0
+        assert one["metrics"]["fid"] == pytest.approx(rec["metrics"]["fid"], rel=1e-9)
+        assert one["metrics"]["fid_se"] is None and "splits" not in one["eval"]
+    victim = cells[0.0, 0] / "evaluations"
+    (victim / "eval.n_splits=1.json").write_text((victim / "training.json").read_text())
+    (v,) = build_report(root, evaluation="eval.n_splits=1").verdicts
+    assert v.eval_se is None and "evaluation SE" not in v.sentence()
+    # another draw is another evaluation: refused in one line, as for SW
+    (victim / "training.json").write_text((victim / "eval.draw=1.json").read_text())
+    capsys.readouterr()
+    assert report([str(root), "--evaluation", "training"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "evaluated differently" in err and "draw=" in err and "mfsweep-evaluate" in err
 
 
 def _never(self, index):
@@ -200,6 +271,10 @@ DIGITS_BAD = [
     (["trainer.strategy=ddp_spawn"], "trainer.strategy"),
     (["trainer.threads=0"], "trainer.threads"),
     (["eval.fid_samples=1"], "eval.fid_samples"),
+    (["eval.n_splits=0"], "eval.n_splits"),
+    (["eval.n_splits=201"], "eval.n_splits"),  # 2,000 samples hold 200 rounds of the 10 classes
+    (["eval.fid_samples=19", "eval.n_splits=2"], "eval.n_splits"),  # one whole round
+    (["eval.draw=-1"], "eval.draw"),
     (["dataset.image_size=4"], "dataset.image_size"),
     (["metrics.fid.features=clip"], "metrics.fid.features"),
     (["metrics.fid.reference_stats=/no/such/stats.npz"], "metrics.fid.reference_stats"),
