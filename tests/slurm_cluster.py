@@ -9,6 +9,7 @@ where the same reason fails them. Import the fixture from a conftest:
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -54,13 +55,34 @@ class SlurmCluster:
         # 'CANCELLED by 0' -> 'CANCELLED'
         return {jid: state.split()[0] for jid, state in rows}
 
+    def task_ids(self, job_id: str) -> set[str] | None:
+        """The ids sacct lists for job `job_id` once its accounting has caught up, as slurmctld knows them: one
+        per array task ('12_0'), or the job's own; None where it cannot tell (an array not split into tasks, a
+        job it has forgotten, MinJobAge after its end)."""
+        done = self.run("scontrol", "-o", "show", "job", job_id)
+        if done.returncode != 0 or not done.stdout.strip():
+            return None
+        ids = set()
+        for line in done.stdout.splitlines():
+            job, array, task = (re.search(rf"\b{key}=(\S+)", line) for key in ("JobId", "ArrayJobId", "ArrayTaskId"))
+            if not (array and task):
+                ids.add(job[1])
+            elif task[1].isdigit():
+                ids.add(f"{array[1]}_{task[1]}")
+            else:
+                return None
+        return ids
+
     def wait(self, job_id: str, timeout: float = 30.0) -> dict[str, str]:
-        """Waits until no part of job `job_id` can run any more; returns its final `states`."""
+        """Waits until no part of job `job_id` can run any more and accounting lists each of its array tasks
+        (sacct lags behind slurmctld: an array's tasks can show as one row of the whole array for a while);
+        returns its final `states`."""
         deadline = time.monotonic() + timeout
         while True:
             queued = self.run("squeue", "-h", "-j", job_id).stdout.strip()
             states = self.states(job_id)
-            if not queued and states and not ACTIVE_STATES & set(states.values()):
+            if not queued and states and not ACTIVE_STATES & set(states.values()) \
+                    and self.task_ids(job_id) in (None, set(states)):
                 return states
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still active after {timeout} s: {states}")
