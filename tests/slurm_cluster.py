@@ -5,15 +5,19 @@ stops every daemon (cancelling leftover jobs) at teardown. Where that cannot be 
 apt, a failed start) the tests that use it are skipped with the reason, except under CI=true,
 where the same reason fails them. Import the fixture from a conftest:
 ``from slurm_cluster import slurm_cluster  # noqa: F401``.
+
+`JobGate` holds a sweep's SLURM jobs RUNNING in their setup, before submitit starts Python, until the test
+releases them: a test cancels a running job that cannot have finished first, however fast the machine.
 """
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 import pytest
 
@@ -54,17 +58,92 @@ class SlurmCluster:
         # 'CANCELLED by 0' -> 'CANCELLED'
         return {jid: state.split()[0] for jid, state in rows}
 
+    def task_ids(self, job_id: str) -> set[str] | None:
+        """The ids sacct lists for job `job_id` once its accounting has caught up, as slurmctld knows them: one
+        per array task ('12_0'), or the job's own; None where it cannot tell (an array not split into tasks, a
+        job it has forgotten, MinJobAge after its end)."""
+        done = self.run("scontrol", "-o", "show", "job", job_id)
+        if done.returncode != 0 or not done.stdout.strip():
+            return None
+        ids = set()
+        for line in done.stdout.splitlines():
+            job, array, task = (re.search(rf"\b{key}=(\S+)", line) for key in ("JobId", "ArrayJobId", "ArrayTaskId"))
+            if not (array and task):
+                ids.add(job[1])
+            elif task[1].isdigit():
+                ids.add(f"{array[1]}_{task[1]}")
+            else:
+                return None
+        return ids
+
     def wait(self, job_id: str, timeout: float = 30.0) -> dict[str, str]:
-        """Waits until no part of job `job_id` can run any more; returns its final `states`."""
+        """Waits until no part of job `job_id` can run any more and accounting lists each of its array tasks
+        (sacct lags behind slurmctld: an array's tasks can show as one row of the whole array for a while);
+        returns its final `states`."""
         deadline = time.monotonic() + timeout
         while True:
             queued = self.run("squeue", "-h", "-j", job_id).stdout.strip()
             states = self.states(job_id)
-            if not queued and states and not ACTIVE_STATES & set(states.values()):
+            if not queued and states and not ACTIVE_STATES & set(states.values()) \
+                    and self.task_ids(job_id) in (None, set(states)):
                 return states
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still active after {timeout} s: {states}")
             time.sleep(0.25)
+
+
+# A job's setup line (launcher.setup) runs this: the job, RUNNING, says it is held and waits, before its Python
+# starts, until its own release file or the gate's `open` exists. Its id is the one submitit names its folder
+# (and plan.json its cells' array_task) by: <array>_<task>, or <job> for a job submitted alone.
+GATE_SCRIPT = """\
+gate=$(dirname "$0")
+job=${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}
+job=${job:-$SLURM_JOB_ID}
+touch "$gate/$job.held"
+until [ -e "$gate/open" ] || [ -e "$gate/$job.go" ]; do sleep 0.1; done
+"""
+
+
+@dataclass(frozen=True)
+class JobGate:
+    """Holds every job of a launch that carries `override` in its setup, RUNNING, until `release` lets that job
+    go on (or `open` every job, later ones included). A held job trains nothing, so `scancel` of it lands
+    while it runs whatever the machine's speed; its cells stay cheap to train on the relaunch."""
+
+    dir: Path
+
+    @classmethod
+    def create(cls, folder: Path) -> "JobGate":
+        folder.mkdir(parents=True)
+        (folder / "gate.sh").write_text(GATE_SCRIPT)
+        return cls(folder)
+
+    @property
+    def override(self) -> str:
+        return f"launcher.setup=['sh {self.dir / 'gate.sh'}']"
+
+    def held(self, job: str) -> bool:
+        """Whether `job` runs and waits at the gate (it has reached it and is not released)."""
+        return (self.dir / f"{job}.held").exists() and not (self.dir / f"{job}.go").exists() \
+            and not (self.dir / "open").exists()
+
+    def wait_held(self, job: str | None = None, besides: Collection[str] = (), timeout: float = 300.0) -> str:
+        """Waits until `job` (by default: any job not in `besides`) runs and waits at the gate; returns its id."""
+        deadline = time.monotonic() + timeout
+        while True:
+            held = sorted(p.name.removesuffix(".held") for p in self.dir.glob("*.held"))
+            held = [j for j in held if (j == job if job else j not in besides) and self.held(j)]
+            if held:
+                return held[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{job or 'no new job'} held at the gate {self.dir} after {timeout} s")
+            time.sleep(0.1)
+
+    def release(self, job: str) -> None:
+        (self.dir / f"{job}.go").touch()
+
+    def open(self) -> None:
+        (self.dir / "open").touch()
 
 
 def _unavailable(reason: str) -> None:

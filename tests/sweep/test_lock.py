@@ -3,6 +3,7 @@ taken over, and a report flags a setting whose records come from different code 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from mfsweep.report.page import build_report, provenance_warnings, report_text, 
 from mfsweep.report.aggregate import collect, group_settings, alpha_rows
 from mfsweep.sweep.lock import LOCK, acquire, read_lock, release
 from mfsweep.sweep.record import make_record, read_record, write_record
+from mfsweep.sweep.states import missing_reason
 
 
 def _lock_of(cell: Path, **owner) -> None:
@@ -62,6 +64,17 @@ def test_two_launches_at_once_train_each_cell_once(tmp_path):
     assert sorted(trained) == ["alpha=0,seed=0", "alpha=0.5,seed=0", "alpha=1,seed=0"], outs
     # The other launch skipped each cell (locked, or recorded meanwhile) or found it recorded before submitting.
     assert all(read_lock(p.parent) is None for p in root.rglob("result.json"))
+
+
+def test_a_task_cancelled_while_it_trains_reads_cancelled_whatever_lock_it_left(tmp_path):
+    """scancel of a training task leaves its cells' locks: SLURM's final state says why they have no record, over
+    the lock; a running task's cell names its lock's owner. (The SLURM tests cancel their tasks before they train,
+    at a gate, so that the cancel cannot come too late: this is the lock's side of it.)"""
+    _lock_of(tmp_path, pid=os.getpid(), slurm_job="41_1")  # a live owner: the lock is not stale
+    assert missing_reason(tmp_path, "CANCELLED") == "cancelled"
+    assert missing_reason(tmp_path, "TIMEOUT") == "timed out"
+    running = f"running ({socket.gethostname()} pid {os.getpid()}, SLURM job 41_1)"
+    assert missing_reason(tmp_path, "RUNNING") == missing_reason(tmp_path, None) == running
 
 
 def test_a_setting_with_records_from_different_code_is_flagged(tmp_path):

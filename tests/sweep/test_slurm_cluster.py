@@ -8,7 +8,7 @@ import pytest
 import submitit
 
 import slurm_cluster as cluster_module
-from slurm_cluster import SlurmCluster
+from slurm_cluster import JobGate, SlurmCluster
 
 
 @pytest.mark.slurm
@@ -41,6 +41,29 @@ def test_cancelled_job_reads_cancelled_and_wait_times_out(slurm_cluster: SlurmCl
         slurm_cluster.wait(job, timeout=0.5)
     assert slurm_cluster.run("scancel", job).returncode == 0
     assert slurm_cluster.wait(job) == {job: "CANCELLED"}
+
+
+@pytest.mark.slurm
+def test_gated_jobs_run_held_until_released_or_cancelled(slurm_cluster: SlurmCluster, tmp_path) -> None:
+    gate = JobGate.create(tmp_path / "gate")
+    try:  # the node has 2 CPUs: two jobs held at once fill it
+        array = slurm_cluster.sbatch("--array=0-1", f"--output={tmp_path}/%a.out", "--wrap",
+                                     f"sh {gate.dir}/gate.sh && echo past the gate")
+        for job in (f"{array}_0", f"{array}_1"):  # the ids submitit names its task folders by
+            assert gate.wait_held(job, timeout=60) == job
+        queue = slurm_cluster.run("squeue", "-h", "-r", "-j", array, "-o", "%i %T").stdout  # sacct may lag behind
+        assert sorted(queue.splitlines()) == [f"{array}_0 RUNNING", f"{array}_1 RUNNING"]
+        gate.release(f"{array}_0")
+        assert slurm_cluster.run("scancel", f"{array}_1").returncode == 0
+        assert slurm_cluster.wait(array) == {f"{array}_0": "COMPLETED", f"{array}_1": "CANCELLED"}
+        assert (tmp_path / "0.out").read_text() == "past the gate\n"
+        assert "past the gate" not in (tmp_path / "1.out").read_text()  # slurmstepd's cancel line may be there
+        alone = slurm_cluster.sbatch(f"--output={tmp_path}/alone.out", "--wrap", f"sh {gate.dir}/gate.sh")
+        assert gate.wait_held(besides={f"{array}_0", f"{array}_1"}, timeout=60) == alone
+        gate.open()
+        assert slurm_cluster.wait(alone) == {alone: "COMPLETED"} and not gate.held(alone)
+    finally:
+        gate.open()  # no job stays held, keeping the node from later tests
 
 
 @pytest.mark.slurm
