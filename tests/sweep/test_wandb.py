@@ -68,17 +68,21 @@ def test_sigterm_to_the_job_and_its_wandb_service_stops_quietly_and_resumes_into
     trainer checkpoints and exits 143 with one warning line, not wandb's `ConnectionResetError` traceback from
     its exit hook; the same command then resumes and completes the cell in one offline run folder."""
     tiny = [o for o in TINY if o not in ("logger=csv", "trainer.max_steps=40")]
-    args = [sys.executable, "-m", "mfsweep.cli.entry", *tiny, "logger=wandb", "trainer.max_steps=2000",
+    args = [sys.executable, "-m", "mfsweep.cli.entry", *tiny, "logger=wandb", "trainer.max_steps=300",
             "trainer.checkpoint_every=25", "alpha.value=0.5", "seed=3", f"hydra.run.dir={tmp_path}"]
     # its own service, as a job has (in-process tests leave this process's service address in WANDB_SERVICE)
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
-    while not (list(tmp_path.rglob("last.ckpt")) and _children(proc.pid, "wandb-core")) and time.time() < deadline:
-        time.sleep(0.05)
+    while not list(tmp_path.rglob("last.ckpt")) and time.time() < deadline:
+        time.sleep(0.02)
+    # Frozen at its first checkpoint (step 25 of 300), so the signals land mid-training whatever the machine's
+    # speed, and the resume has little left to train; the SIGTERM waits, pending, until SIGCONT.
+    proc.send_signal(signal.SIGSTOP)
     (service,) = _children(proc.pid, "wandb-core")
     os.kill(service, signal.SIGTERM)
     proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGCONT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "stopped by SIGTERM at step" in out + err
