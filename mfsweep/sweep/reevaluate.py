@@ -143,9 +143,11 @@ def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def evaluate_job(ckpt: Path, cells: list[Path], overrides: Sequence[str], name: str,
-                 defaults: DictConfig | None = None) -> list[Path]:
-    """Evaluate one job's members from `ckpt` and write each completed cell's `evaluations/<name>.json`."""
+def restore_job(ckpt: Path, cells: list[Path], overrides: Sequence[str] = (),
+                defaults: DictConfig | None = None) -> tuple[Any, DictConfig, list[dict[str, Any]]]:
+    """One job's task rebuilt from its cells' configs (with the evaluation `overrides`, on `defaults`' eval
+    section when given) and loaded with `ckpt`'s evaluation EMA, in eval mode; its composed config and the
+    cells' records. EvaluationError if the checkpoint does not fit the cells or is not at their records' step."""
     import torch
 
     from mfsweep.tasks import build_task
@@ -164,6 +166,13 @@ def evaluate_job(ckpt: Path, cells: list[Path], overrides: Sequence[str], name: 
             raise EvaluationError(f"{c}: checkpoint {ckpt} is at step {state['global_step']}, the record at step "
                                   f"{r['steps']}: not the weights it was evaluated with")
     task.eval()
+    return task, cfg, records
+
+
+def evaluate_job(ckpt: Path, cells: list[Path], overrides: Sequence[str], name: str,
+                 defaults: DictConfig | None = None) -> list[Path]:
+    """Evaluate one job's members from `ckpt` and write each completed cell's `evaluations/<name>.json`."""
+    task, cfg, records = restore_job(ckpt, cells, overrides, defaults)
     results = task.evaluate(**cfg.eval)
     written = []
     for c, r, res in zip(cells, records, results):
