@@ -117,7 +117,8 @@ def by_source(sweep_dir: Path, pair: tuple[float, float], draws: int, records: s
     summed = tuple(np.sum([variances[s] for s in SOURCES], axis=0))
     variances = {s: variances[s] for s in SOURCES} | {"the three, variances summed": summed} | variances
     for source, (diff, one) in variances.items():
-        print(f"| {source} | {np.sqrt(diff):.5f} | {100 * diff / summed[0]:.0f}% | {np.sqrt(one):.5f} |")
+        share = f"{100 * diff / summed[0]:.0f}%" if source in SOURCES else ""
+        print(f"| {source} | {np.sqrt(diff):.5f} | {share} | {np.sqrt(one):.5f} |")
     diff0 = [sw1["generated points"][(s, pair[0])][0] - sw1["generated points"][(s, pair[1])][0] for s in seeds]
     print(f"\nmean paired difference at draw 0 {np.mean(diff0):+.4f}, SD over seeds {np.std(diff0, ddof=1):.4f}")
 
