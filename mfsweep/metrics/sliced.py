@@ -44,8 +44,9 @@ def projections(dim: int, n_projections: int, seed: int) -> np.ndarray:
 def directions(dim: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """(dim, n) unit directions: evenly spaced with one random rotation in 2-D (the integral over the half
     circle by the trapezoid rule, which on a smooth periodic integrand leaves almost no direction noise);
-    orthogonal blocks in d > 2 (directions within a block cannot cluster, which lowers the variance of the
-    mean over directions compared with independent ones)."""
+    orthogonal blocks in d > 2 (a whole block sums the quadratic part of W1 along a direction to a constant:
+    on trained cells, 2 to 4 times less variance than independent directions with 64 at d = 32, two whole
+    blocks; none measurable at d = 128, half of one: docs/evaluation.md)."""
     if dim == 2:
         angles = (np.arange(n) + rng.uniform()) * np.pi / n
         return np.stack([np.cos(angles), np.sin(angles)])

@@ -51,19 +51,23 @@ def _completed(sweep_dir: Path) -> dict[Path, dict[str, Any]]:
 
 
 def _plan_jobs(sweep_dir: Path) -> list[list[Path]]:
-    """Each job's cell folders in the order its process trained them (the plan's order), one list per job."""
+    """Each job's cell folders in the order its process trained them (the plan's order), one list per job.
+    A cell that the plan's latest launch of it found recorded has no job there (`job` null, whatever job of
+    an earlier launch trained it): it is left to the folder grouping."""
     path = sweep_dir / PLAN
     if not path.exists():
         return []
     jobs: dict[tuple, list[Path]] = defaultdict(list)
     for e in json.loads(path.read_text())["cells"]:
-        jobs[(e.get("launch"), e.get("job"))].append(sweep_dir / e["dir"])
+        if e.get("job") is not None:
+            jobs[(e.get("launch"), e["job"])].append(sweep_dir / e["dir"])
     return list(jobs.values())
 
 
 def _context_groups(completed: dict[Path, dict[str, Any]]) -> list[list[Path]]:
-    """Without a plan (a job run outside a multirun): the cells of one folder as one packed job, in the order
-    a job lists its members (alpha-major or seed-major), and each cell alone."""
+    """For cells without a job in a plan (a job run outside a multirun, or a cell a relaunch found recorded): the
+    cells of one folder as one packed job, in the order a job lists its members (alpha-major or seed-major),
+    and each cell alone."""
     by_folder: dict[Path, list[Path]] = defaultdict(list)
     for c in completed:
         by_folder[c.parent].append(c)
@@ -93,7 +97,7 @@ def jobs(sweep_dir: Path) -> list[tuple[Path, list[Path]]]:
     completed cell whose job's checkpoint is missing."""
     completed = _completed(sweep_dir)
     found, placed = [], set()
-    groups = _plan_jobs(sweep_dir) or _context_groups(completed)
+    groups = _plan_jobs(sweep_dir) + _context_groups(completed)
     for cells in groups:
         if not any(c in completed and c not in placed for c in cells):
             continue
@@ -143,9 +147,11 @@ def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def evaluate_job(ckpt: Path, cells: list[Path], overrides: Sequence[str], name: str,
-                 defaults: DictConfig | None = None) -> list[Path]:
-    """Evaluate one job's members from `ckpt` and write each completed cell's `evaluations/<name>.json`."""
+def restore_job(ckpt: Path, cells: list[Path], overrides: Sequence[str] = (),
+                defaults: DictConfig | None = None) -> tuple[Any, DictConfig, list[dict[str, Any]]]:
+    """One job's task rebuilt from its cells' configs (with the evaluation `overrides`, on `defaults`' eval
+    section when given) and loaded with `ckpt`'s evaluation EMA, in eval mode; its composed config and the
+    cells' records. EvaluationError if the checkpoint does not fit the cells or is not at their records' step."""
     import torch
 
     from mfsweep.tasks import build_task
@@ -164,6 +170,13 @@ def evaluate_job(ckpt: Path, cells: list[Path], overrides: Sequence[str], name: 
             raise EvaluationError(f"{c}: checkpoint {ckpt} is at step {state['global_step']}, the record at step "
                                   f"{r['steps']}: not the weights it was evaluated with")
     task.eval()
+    return task, cfg, records
+
+
+def evaluate_job(ckpt: Path, cells: list[Path], overrides: Sequence[str], name: str,
+                 defaults: DictConfig | None = None) -> list[Path]:
+    """Evaluate one job's members from `ckpt` and write each completed cell's `evaluations/<name>.json`."""
+    task, cfg, records = restore_job(ckpt, cells, overrides, defaults)
     results = task.evaluate(**cfg.eval)
     written = []
     for c, r, res in zip(cells, records, results):

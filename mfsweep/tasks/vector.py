@@ -131,6 +131,20 @@ class VectorTask(MeanFlowModule):
     def _direction_rng(projection_seed: int, seed: int, draw: int) -> np.random.Generator:
         return np.random.default_rng([int(projection_seed), derive_seed(seed, "directions", draw)])
 
+    def split_directions(self, seed: int, n_splits: int, n_projections: int, projection_seed: int,
+                         draw: int) -> list[np.ndarray]:
+        """The `quantile` estimator's (d, L) directions of each split, for the members of `seed` in evaluation
+        draw `draw`. Apart from `split_pools` and `generate` so that one source of the draw can vary alone
+        (benchmarks/evaluation_sources.py)."""
+        rng = self._direction_rng(projection_seed, seed, draw)
+        return [directions(self.dataset.dim, n_projections, rng) for _ in range(n_splits)]
+
+    def split_pools(self, seed: int, sizes: Sequence[int], reference_ratio: int, draw: int) -> list[np.ndarray]:
+        """Each split's reference pool, `reference_ratio` points per generated point of its `sizes`, for the
+        members of `seed` in evaluation draw `draw`."""
+        pool_gen = generator(seed, "pool", draw)
+        return [self.dataset.sample(reference_ratio * n, pool_gen).numpy() for n in sizes]
+
     def evaluate(self, n_samples: int, n_projections: int, projection_seed: int, n_steps: int = 1,
                  estimator: str = "samples", reference_ratio: int = 1, n_splits: int = 1, draw: int = 0,
                  **_: Any) -> list[CellEval]:
@@ -151,9 +165,8 @@ class VectorTask(MeanFlowModule):
             # The members of one seed (its alphas) share the pool, the directions and the floor set: common
             # random numbers, so their paired difference carries no reference noise of its own.
             members = [i for i, s in enumerate(self.seeds) if s == seed]
-            rng, pool_gen = self._direction_rng(projection_seed, seed, draw), generator(seed, "pool", draw)
-            dirs = [directions(self.dataset.dim, n_projections, rng) for _ in parts]
-            pools = [self.dataset.sample(reference_ratio * len(p), pool_gen).numpy() for p in parts]
+            dirs = self.split_directions(seed, len(parts), n_projections, projection_seed, draw)
+            pools = self.split_pools(seed, [len(p) for p in parts], reference_ratio, draw)
             floor_set = self.dataset.sample(n_samples, generator(seed, "floor", draw)).numpy()
             points = np.concatenate([generated[members], floor_set[None]])
             est = split_estimate([points[:, p] for p in parts], pools, dirs)

@@ -46,3 +46,18 @@ def test_a_missing_checkpoint_is_one_line_naming_the_cell(tiny_sweep, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no checkpoint" in err and "seed=" in err
     assert not list(root.rglob("evaluations"))
+
+
+def test_cells_a_relaunch_found_recorded_keep_their_jobs_checkpoints(tiny_sweep, tmp_path):
+    # a relaunch plans the cells it finds recorded with no job; two such folders are not one job
+    from mfsweep.sweep.reevaluate import jobs
+
+    root = tmp_path / "sweep"
+    for name in ("dataset=swiss_roll", "dataset=copy"):
+        shutil.copytree(tiny_sweep / "dataset=swiss_roll", root / name)
+    cells = [{"dir": str(c.relative_to(root)), "job": None, "launch": 1} for c in _cells(root)]
+    (root / "plan.json").write_text(json.dumps({"cells": cells}))
+    found = jobs(root)
+    assert sorted(ckpt.parent.parent.parent.name for ckpt, _ in found) == ["dataset=copy", "dataset=swiss_roll"]
+    assert all(len(members) == 6 and {c.parent for c in members} == {ckpt.parent.parent.parent}
+               for ckpt, members in found)
