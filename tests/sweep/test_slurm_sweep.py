@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -130,16 +134,39 @@ def _release_when_requeued(cluster: SlurmCluster, job: str) -> None:
     _slurm(cluster, "scontrol", "update", f"jobid={job}", "starttime=now")
 
 
+@contextmanager
+def frozen(cluster: SlurmCluster, job: str) -> Iterator[None]:
+    """The job's processes stopped (SIGSTOP) inside the block and continued after it: a signal sent meanwhile
+    lands at the step where the job was frozen, however fast the machine trains the rest."""
+    raw = cluster.run("squeue", "-h", "-j", job, "-o", "%A").stdout.strip()
+    listed = cluster.run("scontrol", "listpids", raw).stdout.splitlines()[1:]
+    pids = [int(line.split()[0]) for line in listed if line.split() and line.split()[0].isdigit()]
+    assert pids, f"no processes of job {job} ({raw}) to freeze"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
 def interrupt_twice(cluster: SlurmCluster, launch: Launch, task: int, ckpt: Path) -> list[str]:
     """Interrupts array task `task` twice while it trains: submitit's preemption signal (USR2) once its first
-    checkpoint exists, then `scontrol requeue` (SIGTERM) once the resumed run has checkpointed again."""
+    checkpoint exists, then `scontrol requeue` (SIGTERM) once the resumed run has checkpointed again; the job
+    is frozen at each checkpoint while the interruption is sent, so it cannot train to its end first."""
     job = f"{launch.array_id()}_{task}"
     _wait_for(f"first checkpoint {ckpt}", ckpt.exists, timeout=TIMEOUT)
-    _slurm(cluster, "scancel", "--signal=USR2", job)
+    with frozen(cluster, job):
+        _slurm(cluster, "scancel", "--signal=USR2", job)
     _release_when_requeued(cluster, job)
     before = ckpt.stat().st_mtime_ns
     _wait_for("a checkpoint of the resumed run", lambda: ckpt.stat().st_mtime_ns > before, timeout=TIMEOUT)
-    _slurm(cluster, "scontrol", "requeue", job)
+    with frozen(cluster, job):
+        _slurm(cluster, "scontrol", "requeue", job)
     _release_when_requeued(cluster, job)
     return ["USR2", "requeue"]
 
