@@ -4,8 +4,14 @@ A sweep (or several folders reported together) may hold, for one dataset, the co
 settings that differ from it only in the method: a schedule (`alpha=cosine`, `alpha=adaptive`) or another
 proxy at some alpha (`tangent=velocity_head alpha.value=1`). Each such method is compared, paired by seed
 (cells of one seed share initial weights, data, noise and times, docs/design.md), with the grid's alpha = 0
-(vanilla MeanFlow) and with its best constant alpha, by the same t-interval as the grid's verdicts; and at
-every checkpoint both logged, so that a verdict that moves with training length shows.
+(vanilla MeanFlow) and with its best constant alpha; and, unadjusted, at every checkpoint both logged, so that a
+verdict that moves with training length shows.
+
+The calls come from simultaneous intervals, one family per method: the method minus each of the grid's constant
+alphas, Bonferroni over those alphas (docs/method.md 7, "Methods against the grid"). The best constant alpha is
+picked from the same seeds, so its plain t-interval against the method is not a 95% claim; with every interval
+of the family covering at once, "lower than every constant alpha" and "higher than alpha = a" are. The
+unadjusted intervals stay beside them, labelled, for comparison with the paper.
 
     for m in compare_methods(settings, read_history):
         m.sentence()     # "two_moons: adaptive: SW1 0.0501 ± 0.0012 over 3 seeds; against alpha = 0 ..."
@@ -19,10 +25,11 @@ from typing import Any, Callable
 import numpy as np
 
 from mfsweep.report.aggregate import Row, Setting, best_alpha, mean_sem, setting_label
-from mfsweep.report.formatting import fmt_pm
+from mfsweep.report.answers import critical
+from mfsweep.report.formatting import decimals, fmt_pm
 from mfsweep.sweep.record import CONSTANT, alpha_schedule, spec_label, tangent_spec
-from mfsweep.report.verdict import (Interval, paired_by_seed, paired_interval, quality_metric, seed_values,
-                                   values_at_steps)
+from mfsweep.report.verdict import (CONFIDENCE, Interval, paired_by_seed, paired_interval, quality_metric,
+                                   seed_values, values_at_steps)
 
 # Setting keys that make a method rather than a base to compare on: the schedule and the proxy (as record
 # specs, and as the command line's group choices and keys), and the measurement cadence, which does not change
@@ -42,10 +49,29 @@ def is_grid(setting: Setting) -> bool:
     return setting.keys.get("alpha_schedule") == CONSTANT and setting.row(0.0) is not None and len(setting.rows) > 1
 
 
+def simultaneous(method: dict[int, float], grid: dict[float, dict[int, float]],
+                 level: float = CONFIDENCE) -> dict[float, Interval]:
+    """`method - grid[a]` per seed for every constant alpha `a`, each interval at the Bonferroni share of
+    1 - `level` over the alphas with paired seeds, so that all cover their true differences at once with
+    probability at least `level` (Student's t per alpha: exact under normal per-seed differences)."""
+    paired = {a: [method[s] - v[s] for s in sorted(method.keys() & v.keys())] for a, v in grid.items()}
+    k = sum(len(d) > 0 for d in paired.values())
+    out = {}
+    for a, diffs in paired.items():
+        iv = paired_interval(diffs)
+        if iv.sem is not None:
+            half = critical(iv.n, k, level=level) * iv.sem
+            iv = Interval(iv.mean, iv.sem, iv.n, iv.mean - half, iv.mean + half)
+        out[a] = iv
+    return out
+
+
 @dataclass
 class MethodResult:
     """One method (a schedule's setting, or one alpha of another proxy) against its grid, on `metric`.
-    Differences are method minus grid, per seed (negative: the method is better)."""
+    Differences are method minus grid, per seed (negative: the method is better). `vs_zero` and `vs_best` are
+    members of the simultaneous family `family` (alpha -> interval); `unadjusted` has the plain 95% t-intervals
+    against alpha = 0 and the best constant alpha, as the paper would compute them."""
 
     base: str  # the grid's label (the dataset and what else tells the grid apart)
     grid: Setting  # the constant-alpha grid it is compared with
@@ -61,7 +87,20 @@ class MethodResult:
     vs_best: Interval | None
     grad_var: tuple[float | None, float | None]
     wall_s: tuple[float | None, float | None]
+    family: dict[float, Interval] = field(default_factory=dict)
+    unadjusted: tuple[Interval | None, Interval | None] = (None, None)  # against alpha = 0, the best constant
     steps: list[tuple[int, Interval]] = field(default_factory=list)  # against alpha = 0 at matched checkpoints
+
+    def against_constants(self) -> tuple[str, float | None]:
+        """The family's claim about the constant alphas: `("lower", None)` when the method is distinguishably
+        lower than every one (so than the truly best, whichever it is), `("higher", a)` when some constant alpha
+        `a` is distinguishably lower than the method (the one with the largest lower bound), else
+        `("neither", None)`."""
+        ivs = [iv for iv in self.family.values() if iv.low is not None]
+        if ivs and len(ivs) == len(self.family) and all(iv.high < 0 for iv in ivs):
+            return "lower", None
+        above = [(iv.low, a) for a, iv in self.family.items() if iv.low is not None and iv.low > 0]
+        return ("higher", max(above)[1]) if above else ("neither", None)
 
     def sentence(self) -> str:
         m, s = self.metric.upper(), self.stat
@@ -72,24 +111,39 @@ class MethodResult:
         text = f"{head}: {m} {fmt_pm(s['mean'], s['sem'])} over {n} seed{'s' * (n != 1)}"
         if self.mean_alpha is not None and self.row.grid_alpha is None:
             text += f" (mean alpha {self.mean_alpha:.2f})"
-        text += "; against alpha = 0: " + judged(self.vs_zero)
+        plain_zero, plain_best = self.unadjusted
+        text += "; against alpha = 0: " + judged(self.vs_zero, plain_zero)
         if self.vs_best is not None and self.best_constant not in (None, 0.0):
-            text += f"; against the best constant alpha ({self.best_constant:g}): " + judged(self.vs_best)
+            text += f"; against the best constant alpha ({self.best_constant:g}): " + judged(self.vs_best, plain_best)
         elif self.best_constant == 0.0:
             text += "; alpha = 0 is also the grid's best constant alpha"
+        if self.vs_zero.sem is not None:
+            call, alpha = self.against_constants()
+            text += f"; against all {len(self.family)} constant alphas at once: " + (
+                "lower than every one" if call == "lower" else f"higher than alpha = {alpha:g}" if call == "higher"
+                else "lower than not every one and higher than none")
         return text + "."
 
 
-def judged(iv: Interval) -> str:
-    """`-0.0031 ± 0.0009, lower, distinguishable from zero` (paired mean ± SEM and the t-interval's call)."""
+def _bounds(iv: Interval) -> str:
+    places = decimals(iv.sem, iv.mean)
+    return f"[{iv.low:+.{places}f}, {iv.high:+.{places}f}]"
+
+
+def judged(iv: Interval, plain: Interval | None = None) -> str:
+    """`-0.0031 ± 0.0009 over 3 paired seeds, not distinguishable from zero (simultaneous 95% [-0.0071,
+    +0.0009]; unadjusted [-0.0050, -0.0012])`: paired mean ± SEM and the call of the simultaneous interval `iv`,
+    with the unadjusted t-interval `plain` beside it."""
     if iv.mean is None:
         return "no paired seeds"
     size = fmt_pm(iv.mean, iv.sem, sign=True)
     if iv.sem is None:
         return f"{size} ({iv.n} paired seed: too few to tell from zero)"
-    if not iv.distinguishable:
-        return f"{size} over {iv.n} paired seeds, not distinguishable from zero"
-    return f"{size} over {iv.n} paired seeds, {'lower' if iv.mean < 0 else 'higher'} (distinguishable from zero)"
+    call = ("not distinguishable from zero" if not iv.distinguishable else "lower" if iv.mean < 0 else "higher")
+    bounds = f"simultaneous {CONFIDENCE:.0%} {_bounds(iv)}"
+    if plain is not None and plain.sem is not None:
+        bounds += f"; unadjusted, as in the paper, {_bounds(plain)}"
+    return f"{size} over {iv.n} paired seeds, {call} ({bounds})"
 
 
 def _labels(methods: list[tuple[Setting, Row]], grid_tangent: str) -> list[str]:
@@ -128,19 +182,22 @@ def compare_methods(settings: list[Setting], read_history: Callable[[Any], dict[
         metric = quality_metric(grid)
         zero = grid.row(0.0)
         best = best_alpha(grid, metric)
-        at_zero, at_best = seed_values(zero, metric), (seed_values(grid.row(best), metric) if best is not None else {})
+        constants = {r.alpha: seed_values(r, metric) for r in grid.rows}
+        at_zero, at_best = constants[0.0], (constants[best] if best is not None else {})
         grid_tangent = tangent_spec(next(iter(zero.cells.values())).record)["name"] if zero.cells else ""
         methods = [(s, r) for s in group if s is not grid for r in s.rows if r.cells]
         for (s, row), name in zip(methods, _labels(methods, grid_tangent)):
             record = next(iter(row.cells.values())).record
             mine = seed_values(row, metric)
             alphas = [c.record["alpha"] for c in row.completed() if c.record.get("alpha") is not None]
+            family = simultaneous(mine, constants)
             result = MethodResult(
                 setting_label(bases[b], shown), grid, name,
                 f"{spec_label(alpha_schedule(record))} with {spec_label(tangent_spec(record))}", s, row, metric,
-                float(np.mean(alphas)) if alphas else None, row.stat(metric), paired_by_seed(mine, at_zero), best,
-                paired_by_seed(mine, at_best) if best is not None else None, mean_sem(seed_values(row, "grad_var").values()),
-                mean_sem(c.record.get("wall_s") for c in row.completed()))
+                float(np.mean(alphas)) if alphas else None, row.stat(metric), family[0.0], best,
+                family.get(best), mean_sem(seed_values(row, "grad_var").values()),
+                mean_sem(c.record.get("wall_s") for c in row.completed()), family,
+                (paired_by_seed(mine, at_zero), paired_by_seed(mine, at_best) if best is not None else None))
             if read_history is not None:
                 result.steps = _matched(row, zero, read_history, checkpoint)
             out.append(result)

@@ -203,8 +203,10 @@ def methods_table(results: list) -> Table:
                       "-" if m.best_constant == 0.0 else _interval_cell(m.vs_best),
                       fmt_pm(*m.grad_var), "-" if m.wall_s[0] is None else f"{m.wall_s[0]:.0f}"])
     note = (f"Differences are the method's {metric} minus the grid's, per seed, mean ± SEM over the seeds both "
-            "completed (negative: the method is better); * marks a 95% paired t-interval that excludes zero. Best "
-            "constant: the grid's alpha with the lowest mean (`best alpha` of the grid's verdict). grad var: the "
+            "completed (negative: the method is better); * marks an interval that excludes zero among the "
+            "method's simultaneous 95% intervals against every constant alpha of the grid (Bonferroni over the "
+            "alphas, docs/method.md 7), which stay valid though the best constant was picked from the same seeds. "
+            "Best constant: the grid's alpha with the lowest mean (`best alpha` of the grid's verdict). grad var: the "
             "MeanFlow term's gradient variance, second-half mean; wall s: seconds per cell (a packed cell shares "
             "its process, so compare within one launch size).")
     return Table("Schedules and proxies against the constant-alpha grid", columns, rows, cells, note=note)
@@ -222,7 +224,8 @@ def methods_steps_table(results: list, key: str) -> Table | None:
         rows.append({"setting": m.base, "method": m.method} | {str(s): _interval_row(at.get(s)) for s in steps})
         cells.append([m.base, m.method] + [_interval_cell(at.get(s)) for s in steps])
     note = (f"{key} of the method minus that of alpha = 0 at each checkpoint (columns: step), paired by seed, "
-            "mean ± SEM; * marks a 95% paired t-interval that excludes zero.")
+            "mean ± SEM; * marks an unadjusted 95% paired t-interval that excludes zero (one checkpoint at a "
+            "time: a trajectory to read, not a claim).")
     return Table(f"Schedules and proxies minus alpha = 0 at matched steps ({key})", columns, rows, cells, note=note)
 
 

@@ -76,13 +76,52 @@ def test_a_schedule_is_paired_with_alpha_zero_and_the_best_constant(tmp_path):
     # the head's differences (0.004, -0.004, 0.001) straddle zero
     assert head.vs_zero.mean == pytest.approx(0.001 / 3) and not head.vs_zero.distinguishable
     assert head.steps == []  # it logged no checkpoints
+    # simultaneous intervals, by hand: Bonferroni over the grid's 3 alphas, t with 2 degrees of freedom
+    c3, c1 = stats.t.isf(0.05 / 6, 2), stats.t.isf(0.025, 2)
+    sem = stats.sem(diffs)
+    assert (cosine.vs_zero.low, cosine.vs_zero.high) == (pytest.approx(-0.014 - c3 * sem), pytest.approx(-0.014 + c3 * sem))
+    assert cosine.unadjusted[0].low == pytest.approx(-0.014 - c1 * sem)
+    assert sorted(cosine.family) == [0.0, 0.5, 1.0] and cosine.family[0.5] is cosine.vs_best
+    assert cosine.family[1.0].mean == pytest.approx(0.085 + 0.001 - 0.09)
+    assert cosine.against_constants() == ("higher", 0.5)
     assert cosine.sentence() == (
         "two_moons: cosine: SW1 0.089 ± 0.014 over 3 seeds (mean alpha 0.50); against alpha = 0: -0.01400 ± "
-        "0.00058 over 3 paired seeds, lower (distinguishable from zero); against the best constant alpha (0.5): "
-        "+0.00600 ± 0.00058 over 3 paired seeds, higher (distinguishable from zero).")
-    assert head.sentence().endswith("against alpha = 0: +0.0003 ± 0.0023 over 3 paired seeds, not distinguishable "
-                                    "from zero; against the best constant alpha (0.5): +0.0203 ± 0.0023 over 3 "
-                                    "paired seeds, higher (distinguishable from zero).")
+        "0.00058 over 3 paired seeds, lower (simultaneous 95% [-0.01842, -0.00958]; unadjusted, as in the paper, "
+        "[-0.01648, -0.01152]); against the best constant alpha (0.5): +0.00600 ± 0.00058 over 3 paired seeds, "
+        "higher (simultaneous 95% [+0.00158, +0.01042]; unadjusted, as in the paper, [+0.00352, +0.00848]); "
+        "against all 3 constant alphas at once: higher than alpha = 0.5.")
+    assert head.sentence().endswith(
+        "against alpha = 0: +0.0003 ± 0.0023 over 3 paired seeds, not distinguishable from zero (simultaneous 95% "
+        "[-0.0175, +0.0182]; unadjusted, as in the paper, [-0.0097, +0.0104]); against the best constant alpha "
+        "(0.5): +0.0203 ± 0.0023 over 3 paired seeds, higher (simultaneous 95% [+0.0025, +0.0382]; unadjusted, as "
+        "in the paper, [+0.0103, +0.0304]); against all 3 constant alphas at once: higher than alpha = 0.5.")
+
+
+def test_the_best_constant_picked_from_the_same_seeds_needs_the_simultaneous_interval(tmp_path):
+    """Eleven constant alphas; the method sits 0.002 above the best one with per-seed noise, so the plain
+    t-interval against the best excludes zero while the family over 11 alphas does not; a method below every
+    constant alpha is called lower than every one."""
+    noise = [0.0005, -0.0005, 0.0]
+    for i in range(11):
+        alpha = i / 10
+        for seed, shift in enumerate(SEED_SHIFT):
+            _cell(tmp_path / "two_moons", seed, 0.10 - 0.001 * i + shift, alpha=alpha,
+                  schedule={"name": "constant", "value": alpha})
+    for seed, shift in enumerate(SEED_SHIFT):
+        _cell(tmp_path / "near", seed, 0.092 + shift + noise[seed], schedule=COSINE, own={"alpha": "cosine"})
+        _cell(tmp_path / "low", seed, 0.05 + shift + noise[seed], schedule=COSINE | {"end": 0.5},
+              own={"alpha": "cosine_low"})
+    results = {m.method: m for m in _results(tmp_path)}
+    near, low = results["cosine, end=1.0"], results["cosine, end=0.5"]
+    assert near.best_constant == 1.0 and near.vs_best.mean == pytest.approx(0.002)
+    assert near.unadjusted[1].distinguishable  # the paper's interval: "higher than the best constant"
+    sem = stats.sem([0.0025, 0.0015, 0.002])
+    assert near.vs_best.low == pytest.approx(0.002 - stats.t.isf(0.05 / 22, 2) * sem)
+    assert not near.vs_best.distinguishable and near.against_constants() == ("neither", None)
+    assert near.sentence().endswith("against all 11 constant alphas at once: lower than not every one and higher "
+                                    "than none.")
+    assert low.against_constants() == ("lower", None)
+    assert low.sentence().endswith("against all 11 constant alphas at once: lower than every one.")
 
 
 def test_methods_match_their_own_dataset_and_nothing_without_a_grid(tmp_path):
