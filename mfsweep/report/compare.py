@@ -119,9 +119,10 @@ class MethodResult:
             text += "; alpha = 0 is also the grid's best constant alpha"
         if self.vs_zero.sem is not None:
             call, alpha = self.against_constants()
-            text += f"; against all {len(self.family)} constant alphas at once: " + (
+            k = sum(iv.n > 0 for iv in self.family.values())
+            text += f"; against all {k} constant alphas at once: " + (
                 "lower than every one" if call == "lower" else f"higher than alpha = {alpha:g}" if call == "higher"
-                else "lower than not every one and higher than none")
+                else "neither lower than all nor higher than any")
         return text + "."
 
 

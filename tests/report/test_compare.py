@@ -118,8 +118,8 @@ def test_the_best_constant_picked_from_the_same_seeds_needs_the_simultaneous_int
     sem = stats.sem([0.0025, 0.0015, 0.002])
     assert near.vs_best.low == pytest.approx(0.002 - stats.t.isf(0.05 / 22, 2) * sem)
     assert not near.vs_best.distinguishable and near.against_constants() == ("neither", None)
-    assert near.sentence().endswith("against all 11 constant alphas at once: lower than not every one and higher "
-                                    "than none.")
+    assert near.sentence().endswith("against all 11 constant alphas at once: neither lower than all nor higher "
+                                    "than any.")
     assert low.against_constants() == ("lower", None)
     assert low.sentence().endswith("against all 11 constant alphas at once: lower than every one.")
 
