@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--defaults", action="store_true",
                         help="start from today's default evaluation settings rather than each cell's own")
     args = parser.parse_intermixed_args(argv)
-    from mfsweep.sweep.reevaluate import evaluate_job, evaluation_name, jobs
+    from mfsweep.sweep.reevaluate import evaluate_job, evaluation_name, evaluation_path, jobs
 
     name = args.name or evaluation_name(args.overrides + (["defaults"] if args.defaults else []))
     defaults = None
@@ -40,9 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         found = jobs(args.sweep_dir)
         if not found:
             raise ValueError(f"{args.sweep_dir}: no completed cells to evaluate")
-        n = 0
+        done: set = set()
         for ckpt, cells in found:
-            n += len(evaluate_job(ckpt, cells, args.overrides, name, defaults))
+            written = evaluate_job(ckpt, cells, args.overrides, name, defaults, skip=done)
+            done.update(c for c in cells if evaluation_path(c, name) in written)
+        n = len(done)
         print(f"evaluated {n} cells of {len(found)} jobs as {name!r}: report with "
               f"`mfsweep-report {args.sweep_dir} --evaluation {name}`")
     except ValueError as exc:

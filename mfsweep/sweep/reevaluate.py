@@ -16,7 +16,7 @@ import math
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -93,8 +93,9 @@ def _checkpoint(cells: list[Path]) -> Path | None:
 
 
 def jobs(sweep_dir: Path) -> list[tuple[Path, list[Path]]]:
-    """(checkpoint, the job's cell folders) for every job with a completed cell; EvaluationError naming the first
-    completed cell whose job's checkpoint is missing."""
+    """(checkpoint, the job's cell folders) for every job with a completed cell, each cell's latest job first (the
+    plan's jobs before the folder groupings); EvaluationError naming the first completed cell whose job's
+    checkpoint is missing."""
     completed = _completed(sweep_dir)
     found, placed = [], set()
     groups = _plan_jobs(sweep_dir) + _context_groups(completed)
@@ -174,13 +175,15 @@ def restore_job(ckpt: Path, cells: list[Path], overrides: Sequence[str] = (),
 
 
 def evaluate_job(ckpt: Path, cells: list[Path], overrides: Sequence[str], name: str,
-                 defaults: DictConfig | None = None) -> list[Path]:
-    """Evaluate one job's members from `ckpt` and write each completed cell's `evaluations/<name>.json`."""
+                 defaults: DictConfig | None = None, skip: Collection[Path] = ()) -> list[Path]:
+    """Evaluate one job's members from `ckpt` and write each completed cell's `evaluations/<name>.json`, except
+    the cells in `skip`: a cell a relaunch trained again is also a member of its first job, whose checkpoint
+    holds its earlier weights; `jobs` lists the later job first, so the caller skips what it has written."""
     task, cfg, records = restore_job(ckpt, cells, overrides, defaults)
     results = task.evaluate(**cfg.eval)
     written = []
     for c, r, res in zip(cells, records, results):
-        if r["status"] != "completed":
+        if r["status"] != "completed" or c in skip:
             continue
         # the record's keys in its order, the evaluation's values replacing (or nulling) the evaluation's metrics
         metrics = {k: None if k.startswith(EVAL_METRICS) else v for k, v in r["metrics"].items()}

@@ -61,3 +61,26 @@ def test_cells_a_relaunch_found_recorded_keep_their_jobs_checkpoints(tiny_sweep,
     assert sorted(ckpt.parent.parent.parent.name for ckpt, _ in found) == ["dataset=copy", "dataset=swiss_roll"]
     assert all(len(members) == 6 and {c.parent for c in members} == {ckpt.parent.parent.parent}
                for ckpt, members in found)
+
+
+def test_a_cell_a_relaunch_trained_again_is_evaluated_once_from_its_latest_job(tiny_sweep, tmp_path, capsys):
+    """A relaunch that retrains one cell (here: its record said failed) gives it a second job; the first job's
+    checkpoint still holds its earlier weights, so it must be evaluated from the relaunch's checkpoint only."""
+    from conftest import TINY, compose_cfg
+
+    from mfsweep.cli.train import train
+
+    root = shutil.copytree(tiny_sweep, tmp_path / "sweep")
+    setting = root / "dataset=swiss_roll"
+    again = setting / "alpha=0.5,seed=1"
+    record = json.loads((again / "result.json").read_text())
+    (again / "result.json").write_text(json.dumps(record | {"status": "failed", "error": "RuntimeError: out of memory"}))
+    train(compose_cfg(*TINY, "tangent=ema", "alpha.value=[0.5]", "seed=[1]"), root, "dataset=swiss_roll")
+    cells = [{"dir": str(c.relative_to(root)), "job": 0 if c == again else None, "launch": 2 if c == again else 1}
+             for c in _cells(root)]
+    (root / "plan.json").write_text(json.dumps({"cells": cells}))
+    assert evaluate([str(root), "--name", "again"]) == 0
+    assert "evaluated 6 cells of 2 jobs" in capsys.readouterr().out
+    used = {c.name: json.loads((c / "evaluations" / "again.json").read_text())["checkpoint"] for c in _cells(root)}
+    alone = {ckpt for name, ckpt in used.items() if name != again.name}
+    assert len(alone) == 1 and used[again.name] not in alone  # the relaunch's own checkpoint, not the first job's
