@@ -75,7 +75,8 @@ def test_a_cell_a_relaunch_trained_again_is_evaluated_once_from_its_latest_job(t
     again = setting / "alpha=0.5,seed=1"
     record = json.loads((again / "result.json").read_text())
     (again / "result.json").write_text(json.dumps(record | {"status": "failed", "error": "RuntimeError: out of memory"}))
-    train(compose_cfg(*TINY, "tangent=ema", "alpha.value=[0.5]", "seed=[1]"), root, "dataset=swiss_roll")
+    train(compose_cfg(*TINY, "tangent=ema", "alpha.value=[0.5]", "seed=[1]", "sweep.rerun=failed"), root,
+          "dataset=swiss_roll")
     cells = [{"dir": str(c.relative_to(root)), "job": 0 if c == again else None, "launch": 2 if c == again else 1}
              for c in _cells(root)]
     (root / "plan.json").write_text(json.dumps({"cells": cells}))
