@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 
+from conftest import TINY, compose_cfg
 from mfsweep.cli.evaluate import main as evaluate
 from mfsweep.cli.report import main as report
+from mfsweep.cli.train import train
 
 
 def _cells(root):
@@ -66,10 +68,6 @@ def test_cells_a_relaunch_found_recorded_keep_their_jobs_checkpoints(tiny_sweep,
 def test_a_cell_a_relaunch_trained_again_is_evaluated_once_from_its_latest_job(tiny_sweep, tmp_path, capsys):
     """A relaunch that retrains one cell (here: its record said failed) gives it a second job; the first job's
     checkpoint still holds its earlier weights, so it must be evaluated from the relaunch's checkpoint only."""
-    from conftest import TINY, compose_cfg
-
-    from mfsweep.cli.train import train
-
     root = shutil.copytree(tiny_sweep, tmp_path / "sweep")
     setting = root / "dataset=swiss_roll"
     again = setting / "alpha=0.5,seed=1"
