@@ -66,6 +66,18 @@ def simultaneous(method: dict[int, float], grid: dict[float, dict[int, float]],
     return out
 
 
+def against_constants(family: dict[float, Interval]) -> tuple[str, float | None]:
+    """What a method's simultaneous family (`simultaneous`) claims about the constant alphas: `("lower", None)`
+    when the method is distinguishably lower than every one (so than the truly best, whichever it is),
+    `("higher", a)` when some constant alpha `a` is distinguishably lower than the method (the one with the
+    largest lower bound), else `("neither", None)`."""
+    ivs = [iv for iv in family.values() if iv.low is not None]
+    if ivs and len(ivs) == len(family) and all(iv.high < 0 for iv in ivs):
+        return "lower", None
+    above = [(iv.low, a) for a, iv in family.items() if iv.low is not None and iv.low > 0]
+    return ("higher", max(above)[1]) if above else ("neither", None)
+
+
 @dataclass
 class MethodResult:
     """One method (a schedule's setting, or one alpha of another proxy) against its grid, on `metric`.
@@ -92,15 +104,8 @@ class MethodResult:
     steps: list[tuple[int, Interval]] = field(default_factory=list)  # against alpha = 0 at matched checkpoints
 
     def against_constants(self) -> tuple[str, float | None]:
-        """The family's claim about the constant alphas: `("lower", None)` when the method is distinguishably
-        lower than every one (so than the truly best, whichever it is), `("higher", a)` when some constant alpha
-        `a` is distinguishably lower than the method (the one with the largest lower bound), else
-        `("neither", None)`."""
-        ivs = [iv for iv in self.family.values() if iv.low is not None]
-        if ivs and len(ivs) == len(self.family) and all(iv.high < 0 for iv in ivs):
-            return "lower", None
-        above = [(iv.low, a) for a, iv in self.family.items() if iv.low is not None and iv.low > 0]
-        return ("higher", max(above)[1]) if above else ("neither", None)
+        """The family's claim about the constant alphas (`against_constants` below)."""
+        return against_constants(self.family)
 
     def sentence(self) -> str:
         m, s = self.metric.upper(), self.stat
