@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from mfsweep.report.aggregate import alpha_rows, collect, group_settings, read_history
+from mfsweep.report.aggregate import alpha_rows, collect, group_settings, mean_sem, read_history
 from mfsweep.report.formatting import fmt_pm
 from mfsweep.report.verdict import values_at_steps
 
@@ -51,10 +49,10 @@ def main() -> None:
         if not values:
             print(f"| {setting.label} | 0 | - | - | - |")
             continue
-        means = {step: float(np.mean(v)) for step, v in values.items()}
-        sems = {step: float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None for step, v in values.items()}
+        stats = {step: mean_sem(v) for step, v in values.items()}
+        means = {step: m for step, (m, _) in stats.items()}
         low = min(means, key=means.get)
-        at = ", ".join(fmt_pm(means[c], sems[c]) if c in means else "-" for c in candidates)
+        at = ", ".join(fmt_pm(*stats[c]) if c in stats else "-" for c in candidates)
         pick = chosen(means, candidates, args.tolerance)
         print(f"| {setting.label} | {len(values[low])} | {at} | {means[low]:.4f} ({low:,}) | "
               f"{'-' if pick is None else f'{pick:,}'} |")

@@ -54,11 +54,10 @@ def simultaneous(method: dict[int, float], grid: dict[float, dict[int, float]],
     """`method - grid[a]` per seed for every constant alpha `a`, each interval at the Bonferroni share of
     1 - `level` over the alphas with paired seeds, so that all cover their true differences at once with
     probability at least `level` (Student's t per alpha: exact under normal per-seed differences)."""
-    paired = {a: [method[s] - v[s] for s in sorted(method.keys() & v.keys())] for a, v in grid.items()}
-    k = sum(len(d) > 0 for d in paired.values())
+    plain = {a: paired_by_seed(method, v) for a, v in grid.items()}
+    k = sum(iv.n > 0 for iv in plain.values())
     out = {}
-    for a, diffs in paired.items():
-        iv = paired_interval(diffs)
+    for a, iv in plain.items():
         if iv.sem is not None:
             half = critical(iv.n, k, level=level) * iv.sem
             iv = Interval(iv.mean, iv.sem, iv.n, iv.mean - half, iv.mean + half)
